@@ -1,0 +1,168 @@
+"""The embedded runtime, in-process: Frontend gRPC + Arrow Flight cache + executor manager.
+
+Example
+-------
+>>> from flame_local import LocalRuntime
+>>> with LocalRuntime() as rt:                     # doctest: +SKIP
+...     os.environ.update(rt.client_env())          # flamepy now talks to this runtime
+...     from flamepy.runner import Runner
+...     with Runner("demo") as r:
+...         print(r.service(abs)(-3).get())
+3
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from flame_local.cache_server import CacheServer
+from flame_local.cache_store import CacheStore
+from flame_local.frontend import FrontendService
+from flame_local.manager import ExecutorManager
+from flame_local.settings import RuntimeSettings
+from flame_local.state import Store
+from flamepy.proto import frontend_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class LocalRuntime:
+    """A single-machine Flame, started and stopped from Python.
+
+    ``start()`` returns once both servers accept connections; ``stop()`` lets running tasks
+    finish (bounded by ``settings.shutdown_grace``), ends every instance process and removes
+    sockets and temporary directories.
+    """
+
+    def __init__(self, settings: RuntimeSettings | None = None, **overrides: Any) -> None:
+        if settings is None:
+            settings = RuntimeSettings(**overrides)
+        elif overrides:
+            raise TypeError("pass either settings or keyword overrides, not both")
+        self.settings = settings
+        self._temp_home = settings.home is None
+        self.home: Path = (
+            Path(tempfile.mkdtemp(prefix="flame-local-")) if settings.home is None else Path(settings.home)
+        )
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._socket_dir: Path | None = None
+        self._server: grpc.Server | None = None
+        self._cache: CacheServer | None = None
+        self.cache_store = CacheStore()
+        self.store: Store | None = None
+        self.manager: ExecutorManager | None = None
+        self.endpoint = ""
+        self.cache_endpoint = ""
+        self._stop_lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> LocalRuntime:
+        if self._started:
+            return self
+        s = self.settings
+        try:
+            peer_check = None
+            if not s.allow_other_users:
+                from flame_local.peers import same_user_peer
+
+                peer_check = same_user_peer
+            self._cache = CacheServer(self.cache_store, host=s.host, port=s.cache_port, peer_check=peer_check)
+            self._cache.start()
+            self.cache_endpoint = self._cache.endpoint
+
+            self.store = Store(max_closed_sessions=s.max_closed_sessions, on_change=self._poke)
+            self._server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="flame-local-rpc"),
+                interceptors=[_peer_interceptor(peer_check)] if peer_check else None,
+            )
+            port = self._server.add_insecure_port(f"{_grpc_host(s.host)}:{s.port}")
+            if port == 0:
+                raise OSError(f"cannot listen on {s.host}:{s.port}")
+            self.endpoint = f"http://{s.host}:{port}"
+            self._socket_dir = Path(
+                tempfile.mkdtemp(prefix="flk-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            )
+            self.manager = ExecutorManager(
+                self.store,
+                s,
+                self.home,
+                self._socket_dir,
+                endpoint=self.endpoint,
+                cache_endpoint=self.cache_endpoint,
+                read_cache_object=self._read_own_cache_object,
+            )
+            frontend_pb2_grpc.add_FrontendServicer_to_server(
+                FrontendService(self.store, list_executors=self.manager.list_executors), self._server
+            )
+            self._server.start()
+            self.manager.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        log.info(
+            "flame-local runtime at %s (cache %s, home %s)", self.endpoint, self.cache_endpoint, self.home
+        )
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop everything this runtime started. Idempotent."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        grace = self.settings.shutdown_grace if grace is None else grace
+        if self.manager is not None:
+            self.manager.stop(grace)
+        elif self.store is not None:
+            self.store.shutdown()
+        if self._server is not None:
+            self._server.stop(grace=1.0).wait(5.0)
+        if self._cache is not None:
+            self._cache.stop()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._temp_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def client_env(self) -> dict[str, str]:
+        """Environment variables that point flamepy at this runtime."""
+        return {"FLAME_ENDPOINT": self.endpoint, "FLAME_CACHE_ENDPOINT": self.cache_endpoint}
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    def _poke(self) -> None:
+        if self.manager is not None:
+            self.manager.poke()
+
+    def _read_own_cache_object(self, key: str) -> bytes:
+        return self.cache_store.read_bytes(key)
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _peer_interceptor(check):  # type: ignore[no-untyped-def]
+    from flame_local.peers import PeerCheckInterceptor
+
+    return PeerCheckInterceptor(check)

@@ -1,0 +1,51 @@
+"""Settings of one embedded runtime (all have defaults; the CLI and the Python API set them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_max_instances() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class RuntimeSettings:
+    """How a :class:`~flame_local.runtime.LocalRuntime` runs.
+
+    Example
+    -------
+    >>> RuntimeSettings(max_instances=4).host
+    '127.0.0.1'
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0  # frontend gRPC port; 0 = a free port
+    cache_port: int = 0  # Arrow Flight object cache port; 0 = a free port
+    home: Path | None = None  # FLAME_HOME of the runtime (logs, packages, work dirs); None = temp dir
+    max_instances: int = field(default_factory=_default_max_instances)  # concurrent instance processes
+    bind_timeout: float = 60.0  # seconds for an instance to start listening and enter its session
+    bind_retry_limit: int = 5  # Flame's recovery.session.retry_limits
+    instance_log_level: str = "warning"  # FLAME_LOG given to instances (Flame passes RUST_LOG or info)
+    max_closed_sessions: int = 1000  # closed sessions kept for GetSession/ListSession
+    grpc_workers: int = 256  # server threads; WatchTask streams each hold one while they wait
+    shutdown_grace: float = 10.0  # seconds running tasks get to finish on stop()
+    allow_other_users: bool = False  # refuse connections from other local users (uid check)
+    python: str | None = None  # interpreter for `python`/`python3` in instance commands; None = this one
+    extra_env: dict[str, str] = field(default_factory=dict)  # added to every instance's environment
+
+    def __post_init__(self) -> None:
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(
+                f"flame-local listens on loopback only; host {self.host!r} is not allowed "
+                "(use a Flame cluster to serve other machines)"
+            )
+        if self.max_instances < 1:
+            raise ValueError("max_instances must be at least 1")
+        if self.home is not None:
+            self.home = Path(self.home)

@@ -1,0 +1,512 @@
+"""The runtime's state: applications, sessions, tasks and their events.
+
+One lock guards everything; conditions on that lock wake the parties that wait:
+``WatchTask`` streams wait for task changes, instance workers wait for pending tasks of
+their session.  State machines are Flame v0.6.0's (``common/src/apis/types.rs``):
+
+* session: ``Open -> Closed`` (closing refuses while a task runs, cancels pending tasks);
+* task: ``Pending -> Running -> Succeed | Failed`` and ``Pending -> Cancelled`` on close.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from flame_local import apps
+from flame_local.errors import (
+    already_exists,
+    internal,
+    invalid,
+    not_found,
+    unavailable,
+)
+from flamepy.proto import types_pb2
+
+# Event codes (common/src/apis/types.rs).
+SESSION_BIND_FAILED = 1001
+SESSION_RETRY_LIMIT_REACHED = 1002
+
+
+class TaskState(enum.IntEnum):
+    PENDING = 0
+    RUNNING = 1
+    SUCCEED = 2
+    FAILED = 3
+    CANCELLED = 4
+
+    @property
+    def terminal(self) -> bool:
+        return self >= TaskState.SUCCEED
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Event:
+    code: int
+    message: str | None
+    creation_time_ms: int = field(default_factory=now_ms)
+
+    def to_proto(self) -> types_pb2.Event:
+        return types_pb2.Event(code=self.code, message=self.message, creation_time=self.creation_time_ms)
+
+
+@dataclass
+class Resources:
+    cpu: int = 1
+    memory: int = 1024 * 1024 * 1024
+    gpu: int = 0
+
+    def __str__(self) -> str:
+        return f"ResourceRequirement {{ cpu: {self.cpu}, memory: {self.memory}, gpu: {self.gpu} }}"
+
+
+@dataclass
+class SessionSpec:
+    application: str
+    common_data: bytes | None = None
+    min_instances: int = 0
+    max_instances: int | None = None
+    batch_size: int = 1
+    priority: int = 0
+    resreq: Resources = field(default_factory=Resources)
+
+    @classmethod
+    def from_proto(cls, spec: types_pb2.SessionSpec) -> SessionSpec:
+        """Build a spec the way Flame's frontend does: batch alignment checked, resreq resolved."""
+        batch = max(1, spec.batch_size)
+        max_instances = spec.max_instances if spec.HasField("max_instances") else None
+        if batch > 1:
+            if spec.min_instances != 0 and spec.min_instances % batch != 0:
+                raise invalid(
+                    f"min_instances ({spec.min_instances}) must be 0 or a multiple of batch_size ({batch})"
+                )
+            if max_instances is not None and max_instances % batch != 0:
+                raise invalid(f"max_instances ({max_instances}) must be a multiple of batch_size ({batch})")
+        resreq = Resources()
+        if spec.HasField("resreq"):
+            resreq = Resources(cpu=spec.resreq.cpu, memory=spec.resreq.memory, gpu=spec.resreq.gpu)
+        return cls(
+            application=spec.application,
+            common_data=spec.common_data if spec.HasField("common_data") else None,
+            min_instances=spec.min_instances,
+            max_instances=max_instances,
+            batch_size=batch,
+            priority=spec.priority,
+            resreq=resreq,
+        )
+
+    def check_matches(self, session_id: str, other: SessionSpec) -> None:
+        """Flame's ``SessionAttributes::validate_spec``; common_data is deliberately ignored."""
+        for name in ("application", "resreq", "min_instances", "max_instances", "batch_size", "priority"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                if name == "application":
+                    mine, theirs = f"'{mine}'", f"'{theirs}'"
+                raise invalid(
+                    f"session <{session_id}> spec mismatch: {name} differs (expected {mine}, got {theirs})"
+                )
+
+
+@dataclass
+class Task:
+    id: int
+    session_id: str
+    input: bytes | None
+    state: TaskState = TaskState.PENDING
+    output: bytes | None = None
+    creation_time_ms: int = field(default_factory=now_ms)
+    completion_time_ms: int | None = None
+    events: list[Event] = field(default_factory=list)
+    executor_id: str | None = None
+
+    def to_proto(self) -> types_pb2.Task:
+        status = types_pb2.TaskStatus(
+            state=int(self.state),
+            creation_time=self.creation_time_ms,
+            events=[e.to_proto() for e in self.events],
+        )
+        if self.completion_time_ms is not None:
+            status.completion_time = self.completion_time_ms
+        spec = types_pb2.TaskSpec(session_id=self.session_id)
+        if self.input is not None:
+            spec.input = self.input
+        if self.output is not None:
+            spec.output = self.output
+        tid = str(self.id)
+        return types_pb2.Task(metadata=types_pb2.Metadata(id=tid, name=tid), spec=spec, status=status)
+
+
+@dataclass
+class Session:
+    id: str
+    spec: SessionSpec
+    open: bool = True
+    creation_time_ms: int = field(default_factory=now_ms)
+    completion_time_ms: int | None = None
+    tasks: dict[int, Task] = field(default_factory=dict)
+    pending: collections.deque[int] = field(default_factory=collections.deque)
+    counts: collections.Counter[TaskState] = field(default_factory=collections.Counter)
+    events: list[Event] = field(default_factory=list)
+    bind_failures: int = 0
+    bind_blocked: bool = False
+    next_task_id: int = 1
+    work: threading.Condition | None = None  # set by the store; instance workers wait on it
+
+    def to_proto(self) -> types_pb2.Session:
+        spec = types_pb2.SessionSpec(
+            application=self.spec.application,
+            min_instances=self.spec.min_instances,
+            batch_size=self.spec.batch_size,
+            priority=self.spec.priority,
+            resreq=types_pb2.ResourceRequirement(
+                cpu=self.spec.resreq.cpu, memory=self.spec.resreq.memory, gpu=self.spec.resreq.gpu
+            ),
+        )
+        if self.spec.common_data is not None:
+            spec.common_data = self.spec.common_data
+        if self.spec.max_instances is not None:
+            spec.max_instances = self.spec.max_instances
+        status = types_pb2.SessionStatus(
+            state=types_pb2.SessionState.Open if self.open else types_pb2.SessionState.Closed,
+            creation_time=self.creation_time_ms,
+            pending=self.counts[TaskState.PENDING],
+            running=self.counts[TaskState.RUNNING],
+            succeed=self.counts[TaskState.SUCCEED],
+            failed=self.counts[TaskState.FAILED],
+            cancelled=self.counts[TaskState.CANCELLED],
+            events=[e.to_proto() for e in self.events],
+        )
+        if self.completion_time_ms is not None:
+            status.completion_time = self.completion_time_ms
+        return types_pb2.Session(
+            metadata=types_pb2.Metadata(id=self.id, name=self.id), spec=spec, status=status
+        )
+
+
+class Store:
+    """All applications, sessions and tasks of one runtime, and the waits on them."""
+
+    def __init__(self, *, max_closed_sessions: int = 1000, on_change: Callable[[], None] | None = None):
+        self.lock = threading.Lock()
+        self.task_changed = threading.Condition(self.lock)
+        self.apps: dict[str, apps.Application] = {}
+        self.sessions: dict[str, Session] = {}
+        self._closed_order: collections.deque[str] = collections.deque()
+        self._max_closed = max_closed_sessions
+        self._on_change = on_change or (lambda: None)
+        self._generation = 0
+        self.closed = False
+        for name, spec in apps.default_applications().items():
+            self.apps[name] = apps.Application(name=name, spec=spec)
+
+    # -- applications -------------------------------------------------------------------------
+    def register_application(self, name: str, spec: types_pb2.ApplicationSpec) -> None:
+        apps.validate_name(name)
+        with self.lock:
+            if name in self.apps:
+                raise apps.duplicate(name)
+            self._generation += 1
+            self.apps[name] = apps.Application(
+                name=name, spec=apps.normalize(spec), generation=self._generation
+            )
+
+    def update_application(self, name: str, spec: types_pb2.ApplicationSpec) -> None:
+        with self.lock:
+            if name not in self.apps:
+                raise not_found(f"Application {name} not found")
+            self._generation += 1
+            self.apps[name] = apps.Application(
+                name=name, spec=apps.normalize(spec), generation=self._generation
+            )
+
+    def unregister_application(self, name: str) -> None:
+        with self.lock:
+            if name not in self.apps:
+                raise not_found(f"Application {name} not found")
+            if any(s.open and s.spec.application == name for s in self.sessions.values()):
+                raise internal(f"Cannot unregister application '{name}': has open sessions")
+            del self.apps[name]
+            for sid in [sid for sid, s in self.sessions.items() if s.spec.application == name]:
+                self._drop_session(sid)
+        self._on_change()
+
+    def get_application(self, name: str) -> apps.Application:
+        with self.lock:
+            app = self.apps.get(name)
+            if app is None:
+                raise not_found(f"Application {name} not found")
+            return app
+
+    def list_applications(self) -> list[apps.Application]:
+        with self.lock:
+            return list(self.apps.values())
+
+    # -- sessions -------------------------------------------------------------------------------
+    def _new_session(self, session_id: str, spec: SessionSpec) -> Session:
+        app = self.apps.get(spec.application)
+        if app is None:
+            raise not_found(f"Application {spec.application} not found")
+        if session_id in self.sessions:
+            raise already_exists(f"Session '{session_id}' already exists")
+        ssn = Session(id=session_id, spec=spec, work=threading.Condition(self.lock))
+        self.sessions[session_id] = ssn
+        return ssn
+
+    def create_session(self, session_id: str, spec: SessionSpec) -> types_pb2.Session:
+        _check_session_id(session_id)
+        with self.lock:
+            self._check_open()
+            proto = self._new_session(session_id, spec).to_proto()
+        self._on_change()
+        return proto
+
+    def open_session(self, session_id: str, spec: SessionSpec | None) -> types_pb2.Session:
+        """Flame's OpenSession: return an open session, or create it when a spec is given."""
+        _check_session_id(session_id)
+        created = False
+        with self.lock:
+            self._check_open()
+            ssn = self.sessions.get(session_id)
+            if ssn is not None:
+                if not ssn.open:
+                    raise invalid(f"Session {session_id} is not open")
+                if spec is not None:
+                    ssn.spec.check_matches(session_id, spec)
+            elif spec is None:
+                raise not_found(f"Session {session_id} not found")
+            else:
+                ssn = self._new_session(session_id, spec)
+                created = True
+            proto = ssn.to_proto()
+        if created:
+            self._on_change()
+        return proto
+
+    def close_session(self, session_id: str) -> types_pb2.Session:
+        with self.lock:
+            ssn = self._session(session_id)
+            if ssn.open:
+                if ssn.counts[TaskState.RUNNING]:
+                    raise internal("Cannot close session with running tasks")
+                self._close_locked(ssn)
+            proto = ssn.to_proto()
+        self._on_change()
+        return proto
+
+    def _close_locked(self, ssn: Session) -> None:
+        ssn.open = False
+        ssn.completion_time_ms = now_ms()
+        while ssn.pending:
+            self._set_state(ssn, ssn.tasks[ssn.pending.popleft()], TaskState.CANCELLED)
+        assert ssn.work is not None
+        ssn.work.notify_all()
+        self._closed_order.append(ssn.id)
+        while len(self._closed_order) > self._max_closed:
+            old = self._closed_order.popleft()
+            if old in self.sessions and not self.sessions[old].open:
+                self._drop_session(old)
+
+    def delete_session(self, session_id: str) -> types_pb2.Session:
+        with self.lock:
+            ssn = self._session(session_id)
+            if ssn.open:
+                raise invalid(f"Session {session_id} is open; close it before deleting it")
+            proto = ssn.to_proto()
+            self._drop_session(session_id)
+        return proto
+
+    def _drop_session(self, session_id: str) -> None:
+        ssn = self.sessions.pop(session_id, None)
+        if ssn is not None and ssn.work is not None:
+            ssn.work.notify_all()
+        self.task_changed.notify_all()
+
+    def get_session(self, session_id: str) -> types_pb2.Session:
+        with self.lock:
+            return self._session(session_id).to_proto()
+
+    def list_sessions(self) -> list[types_pb2.Session]:
+        with self.lock:
+            return [s.to_proto() for s in self.sessions.values()]
+
+    def add_session_event(self, session_id: str, code: int, message: str) -> None:
+        with self.lock:
+            ssn = self.sessions.get(session_id)
+            if ssn is not None:
+                ssn.events.append(Event(code, message))
+
+    def record_bind_failure(self, session_id: str, message: str, retry_limit: int) -> bool:
+        """Record event 1001; return True when the retry limit is now reached (event 1002)."""
+        with self.lock:
+            ssn = self.sessions.get(session_id)
+            if ssn is None:
+                return True
+            ssn.events.append(Event(SESSION_BIND_FAILED, message))
+            ssn.bind_failures += 1
+            if ssn.bind_failures >= retry_limit and not ssn.bind_blocked:
+                ssn.bind_blocked = True
+                ssn.events.append(
+                    Event(
+                        SESSION_RETRY_LIMIT_REACHED,
+                        f"Session <{session_id}> reached the bind retry limit ({retry_limit}); "
+                        "no more executors will be bound to it",
+                    )
+                )
+            return ssn.bind_blocked
+
+    def _session(self, session_id: str) -> Session:
+        ssn = self.sessions.get(session_id)
+        if ssn is None:
+            raise not_found(f"session <{session_id}> not found")
+        return ssn
+
+    # -- tasks ----------------------------------------------------------------------------------
+    def create_task(self, session_id: str, task_input: bytes | None) -> types_pb2.Task:
+        with self.lock:
+            self._check_open()
+            ssn = self._session(session_id)
+            if not ssn.open:
+                raise invalid("Cannot create task in closed session")
+            task = Task(id=ssn.next_task_id, session_id=session_id, input=task_input)
+            ssn.next_task_id += 1
+            ssn.tasks[task.id] = task
+            ssn.counts[TaskState.PENDING] += 1
+            ssn.pending.append(task.id)
+            task.events.append(Event(0, "Task was created with state <Pending>"))
+            proto = task.to_proto()
+            assert ssn.work is not None
+            ssn.work.notify()
+        self._on_change()
+        return proto
+
+    def get_task(self, session_id: str, task_id: str) -> types_pb2.Task:
+        tid = _parse_task_id(task_id)
+        with self.lock:
+            return self._task(session_id, tid).to_proto()
+
+    def list_tasks(self, session_id: str) -> list[types_pb2.Task]:
+        with self.lock:
+            return [t.to_proto() for t in self._session(session_id).tasks.values()]
+
+    def _task(self, session_id: str, task_id: int) -> Task:
+        task = self._session(session_id).tasks.get(task_id)
+        if task is None:
+            raise not_found(f"task <{session_id}/{task_id}> not found")
+        return task
+
+    def watch_task(
+        self, session_id: str, task_id: str, is_active: Callable[[], bool], poll: float = 1.0
+    ) -> Iterator[types_pb2.Task]:
+        """Flame's WatchTask: send the task whenever its state differs from the state at
+        subscription or is terminal; end right after the terminal one.  Unlike Flame, a task
+        that disappears (its application unregistered) or a runtime that stops ends the stream
+        with an error, so no client waits forever."""
+        tid = _parse_task_id(task_id)
+        with self.lock:
+            initial = self._task(session_id, tid).state
+        last = initial
+        while True:
+            with self.lock:
+                while True:
+                    if self.closed:
+                        raise unavailable("the flame-local runtime is shutting down")
+                    task = self._task(session_id, tid)
+                    if task.state != last or task.state.terminal:
+                        break
+                    if not is_active():
+                        return
+                    self.task_changed.wait(poll)
+                last = task.state
+                proto = task.to_proto()
+            yield proto
+            if last.terminal:
+                return
+
+    # -- executor side ----------------------------------------------------------------------------
+    def take_task(
+        self, session_id: str, executor_id: str, deadline: float, stop: Callable[[], bool]
+    ) -> Task | None:
+        """Wait until the session has a pending task (return it, now Running) or give up
+        (session closed, ``stop()`` true, or ``deadline`` passed) and return None."""
+        with self.lock:
+            ssn = self.sessions.get(session_id)
+            while ssn is not None and ssn.open and not self.closed and not stop():
+                if ssn.pending:
+                    task = ssn.tasks[ssn.pending.popleft()]
+                    task.executor_id = executor_id
+                    self._set_state(ssn, task, TaskState.RUNNING)
+                    return task
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                assert ssn.work is not None
+                ssn.work.wait(min(remaining, 1.0))
+                ssn = self.sessions.get(session_id)
+            return None
+
+    def complete_task(self, task: Task, ok: bool, output: bytes | None, message: str | None) -> None:
+        with self.lock:
+            ssn = self.sessions.get(task.session_id)
+            if ssn is None or ssn.tasks.get(task.id) is not task or task.state != TaskState.RUNNING:
+                return
+            task.output = output if ok else None
+            self._set_state(ssn, task, TaskState.SUCCEED if ok else TaskState.FAILED, message)
+        self._on_change()
+
+    def _set_state(self, ssn: Session, task: Task, state: TaskState, message: str | None = None) -> None:
+        ssn.counts[task.state] -= 1
+        ssn.counts[state] += 1
+        task.state = state
+        if state == TaskState.RUNNING:
+            task.events.append(Event(1, "Task state was updated to <Running>"))
+        elif state.terminal:
+            task.completion_time_ms = now_ms()
+            if state == TaskState.FAILED:
+                task.events.append(Event(3, message or "Task failed with state <Failed>"))
+            else:
+                task.events.append(Event(int(state), f"Task was completed with state <{state.name.title()}>"))
+        self.task_changed.notify_all()
+
+    def session_demand(self) -> list[tuple[Session, apps.Application]]:
+        """Open sessions with their application, for the scheduler (called under no lock)."""
+        with self.lock:
+            return [
+                (s, self.apps[s.spec.application])
+                for s in self.sessions.values()
+                if s.open and s.spec.application in self.apps
+            ]
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.task_changed.notify_all()
+            for ssn in self.sessions.values():
+                assert ssn.work is not None
+                ssn.work.notify_all()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise unavailable("the flame-local runtime is shutting down")
+
+
+def _parse_task_id(task_id: str) -> int:
+    try:
+        tid = int(task_id)
+    except (TypeError, ValueError):
+        raise invalid("invalid task id") from None
+    if tid < 1:
+        raise invalid("invalid task id")
+    return tid
+
+
+def _check_session_id(session_id: str) -> None:
+    if not session_id:
+        raise invalid("invalid session id: it cannot be empty")

@@ -1,0 +1,239 @@
+"""Faults and bad requests against the runtime, through real flamepy, gRPC and Flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import flamepy
+import grpc
+import pyarrow.flight as flight
+import pytest
+from flamepy.core.types import FlameError
+from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
+
+from tests.conftest import PYTHON
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _ping(ms: int) -> bytes:
+    return json.dumps({"duration": ms}).encode()
+
+
+def _stub(runtime) -> frontend_pb2_grpc.FrontendStub:
+    return frontend_pb2_grpc.FrontendStub(grpc.insecure_channel(runtime.endpoint.split("://")[1]))
+
+
+def _instance_pid(runtime, session_id: str) -> int:
+    def find():
+        for inst in runtime.manager.instances():
+            if inst.session_id == session_id and inst.state == "running" and inst.pid:
+                return inst.pid
+        return None
+
+    return _wait(find, 30, f"a running instance of {session_id}")
+
+
+def test_instance_killed_mid_task_fails_that_task_and_session_goes_on(runtime) -> None:
+    ssn = flamepy.create_session("flmping")
+    try:
+        future = ssn.run(_ping(60_000))
+        pid = _instance_pid(runtime, ssn.id)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(FlameError) as err:
+            future.result(timeout=20)
+        assert "was killed by SIGKILL while running task 1" in str(err.value)
+        out = json.loads(ssn.invoke(_ping(1)))
+        assert out["message"].startswith("Completed on <")
+        assert _instance_pid_differs(runtime, ssn.id, pid)
+    finally:
+        ssn.close()
+
+
+def _instance_pid_differs(runtime, session_id: str, old: int) -> bool:
+    pids = {i.pid for i in runtime.manager.instances() if i.session_id == session_id}
+    return old not in pids
+
+
+def test_task_on_closed_session_is_flames_error(runtime) -> None:
+    ssn = flamepy.create_session("flmping")
+    ssn.close()
+    with pytest.raises(FlameError, match="Cannot create task in closed session"):
+        ssn.create_task(_ping(1))
+
+
+def test_close_refuses_while_running_and_cancels_pending(runtime) -> None:
+    ssn = flamepy.create_session("flmping", max_instances=1)
+    running = ssn.create_task(_ping(1500))
+    pending = ssn.create_task(_ping(1))
+    _wait(lambda: ssn.get_task(running.id).state == flamepy.TaskState.RUNNING, 30, "task running")
+    with pytest.raises(FlameError, match="Cannot close session with running tasks"):
+        flamepy.close_session(ssn.id)
+    _wait(lambda: ssn.get_task(running.id).state == flamepy.TaskState.SUCCEED, 30, "task done")
+    closed = _wait(lambda: _try_close(ssn.id), 30, "close to succeed")
+    assert closed.state == flamepy.SessionState.CLOSED
+    stub = _stub(runtime)
+    task = stub.GetTask(frontend_pb2.GetTaskRequest(session_id=ssn.id, task_id=pending.id))
+    assert task.status.state in (types_pb2.TaskState.Cancelled, types_pb2.TaskState.Succeed)
+
+
+def _try_close(session_id: str):
+    try:
+        return flamepy.close_session(session_id)
+    except FlameError:
+        return None
+
+
+def test_unknown_session_and_bad_task_ids(runtime) -> None:
+    with pytest.raises(FlameError, match="not found"):
+        flamepy.get_session("no-such-session")
+    with pytest.raises(FlameError) as err:
+        flamepy.open_session("no-such-session")
+    assert err.value.code == flamepy.FlameErrorCode.NOT_FOUND
+    stub = _stub(runtime)
+    ssn = flamepy.create_session("flmping")
+    try:
+        for bad in ("abc", "0", "-1", ""):
+            with pytest.raises(grpc.RpcError) as rpc:
+                stub.GetTask(frontend_pb2.GetTaskRequest(session_id=ssn.id, task_id=bad))
+            assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert rpc.value.details() == "invalid task id"
+        with pytest.raises(grpc.RpcError) as rpc:
+            list(stub.WatchTask(frontend_pb2.WatchTaskRequest(session_id=ssn.id, task_id="99")))
+        assert rpc.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        ssn.close()
+
+
+def test_malformed_flight_requests_get_clean_errors(runtime) -> None:
+    client = flight.FlightClient(runtime.cache_endpoint)
+    for ticket in (b"\xff\xfe", b"no-such-app/ssn/obj:0", b"a/../b/c:0", b"app/ssn/obj:notanumber"):
+        with pytest.raises(flight.FlightError) as err:
+            client.do_get(flight.Ticket(ticket)).read_all()
+        assert "Traceback" not in str(err.value)
+    with pytest.raises(flight.FlightError, match=r"\.\."):
+        list(client.do_action(flight.Action("DELETE", b"app/../x")))
+
+
+def test_bind_failure_records_flame_events_and_stops_retrying(runtime) -> None:
+    name = f"broken-{os.getpid()}"
+    flamepy.register_application(name, flamepy.ApplicationAttributes(command="/bin/false"))
+    ssn = flamepy.create_session(name)
+    try:
+        ssn.create_task(b"x")
+
+        def events():
+            return [e for e in flamepy.get_session(ssn.id).events if e.code == 1002]
+
+        _wait(events, 30, "the retry limit event")
+        codes = [e.code for e in flamepy.get_session(ssn.id).events]
+        assert codes.count(1001) == runtime.settings.bind_retry_limit
+        first = next(e for e in flamepy.get_session(ssn.id).events if e.code == 1001)
+        assert "failed to bind session with return_code 11" in first.message
+        assert "exited with code 1" in first.message
+        assert flamepy.get_session(ssn.id).pending == 1
+    finally:
+        ssn.close()
+        flamepy.unregister_application(name)
+
+
+def test_stop_leaves_no_process_socket_or_temp_dir(flame_home: Path) -> None:
+    from flame_local import LocalRuntime
+
+    rt = LocalRuntime(max_instances=2).start()
+    stub = frontend_pb2_grpc.FrontendStub(grpc.insecure_channel(rt.endpoint.split("://")[1]))
+    stub.CreateSession(
+        frontend_pb2.CreateSessionRequest(
+            session_id="s1", session=types_pb2.SessionSpec(application="flmping", min_instances=2)
+        )
+    )
+    _wait(lambda: len([i for i in rt.manager.instances() if i.state == "bound"]) == 2, 30, "2 bound")
+    pids = [i.pid for i in rt.manager.instances()]
+    home, sockets = rt.home, rt._socket_dir
+    rt.stop()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert not home.exists() and sockets is not None and not sockets.exists()
+
+
+def test_runtime_killed_while_task_runs_gives_client_error_not_hang(tmp_path: Path, flame_home: Path) -> None:
+    from flame_local.process import RuntimeProcess
+
+    rp = RuntimeProcess.start(max_instances=2)
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, sys, time
+            import flamepy
+            ssn = flamepy.create_session("flmping")
+            fut = ssn.run(json.dumps({"duration": 60000}).encode())
+            print("submitted", flush=True)
+            t = time.monotonic()
+            try:
+                fut.result(timeout=60)
+                print("NO ERROR")
+            except Exception as e:
+                print(f"ERROR after {time.monotonic() - t:.1f}s: {e}")
+            """
+        )
+    )
+    env = dict(os.environ, HOME=str(flame_home), **rp.client_env())
+    proc = subprocess.Popen([PYTHON, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "submitted"
+        time.sleep(1.0)
+        os.kill(rp.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rp.stop()
+    assert out.startswith("ERROR after"), out
+    assert float(out.split()[2].rstrip("s:")) < 15
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")
+def test_connections_from_another_user_are_refused(runtime, tmp_path: Path) -> None:
+    script = tmp_path / "other.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, grpc, pyarrow.flight as flight
+            from flamepy.proto import frontend_pb2, frontend_pb2_grpc
+            # Everything is imported as root; now become another user before any socket exists.
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            stub = frontend_pb2_grpc.FrontendStub(grpc.insecure_channel("{runtime.endpoint.split("://")[1]}"))
+            try:
+                stub.ListApplication(frontend_pb2.ListApplicationRequest(), timeout=10)
+                print("frontend: ALLOWED")
+            except grpc.RpcError as e:
+                print("frontend:", e.code().name, e.details())
+            try:
+                list(flight.FlightClient("{runtime.cache_endpoint}").list_actions())
+                print("cache: ALLOWED")
+            except flight.FlightError as e:
+                print("cache:", type(e).__name__, str(e).splitlines()[0])
+            """
+        )
+    )
+    proc = subprocess.run([PYTHON, str(script)], capture_output=True, text=True, timeout=60, cwd="/")
+    assert "frontend: PERMISSION_DENIED connection refused" in proc.stdout, proc.stdout + proc.stderr
+    assert "cache: FlightUnauthorizedError" in proc.stdout, proc.stdout + proc.stderr
+    # and the same calls from this user work
+    assert _stub(runtime).ListApplication(frontend_pb2.ListApplicationRequest(), timeout=10).applications
