@@ -12,8 +12,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from flame_local.errors import already_exists, invalid
 from flamepy.proto import types_pb2
+
+from flame_local.errors import already_exists, invalid
 
 DEFAULT_MAX_INSTANCES = 1_000_000
 DEFAULT_DELAY_RELEASE = 60  # seconds

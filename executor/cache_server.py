@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import bson
 import pyarrow as pa
 import pyarrow.flight as flight
+
 from flame_local.cache_store import (
     CACHE_FORMAT_ARROW_TABLE,
     CACHE_FORMAT_METADATA_KEY,

@@ -112,7 +112,25 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protos_only_flamepy() -> None:
+    """In a process that is only the runtime, load flamepy's generated protos without running
+    ``flamepy/__init__`` (which imports the whole client: fastapi, pydantic, ...): 0.6 s saved."""
+    import importlib.util
+    import types
+
+    if "flamepy" in sys.modules:
+        return
+    spec = importlib.util.find_spec("flamepy")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    shell = types.ModuleType("flamepy")
+    shell.__path__ = list(spec.submodule_search_locations)
+    shell.__file__ = spec.origin
+    sys.modules["flamepy"] = shell
+
+
 def _serve_foreground(args: argparse.Namespace) -> int:
+    _protos_only_flamepy()
     from flame_local.runtime import LocalRuntime
     from flame_local.settings import RuntimeSettings
 

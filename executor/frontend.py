@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
+
 from flame_local import apps
 from flame_local.errors import Code, FlameRuntimeError
 from flame_local.state import SessionSpec, Store
-from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from flamepy.proto import shim_pb2, shim_pb2_grpc, types_pb2
+
+if TYPE_CHECKING:
+    from flame_local.warm import WarmPool
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PR_SET_PDEATHSIG = 1
@@ -77,7 +81,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def _orphan_guard(argv: list[str]) -> tuple[list[str], object]:
+def orphan_guard(argv: list[str]) -> tuple[list[str], object]:
     """Make the instance die with the runtime (even on SIGKILL): Linux's parent-death signal.
 
     util-linux ``setpriv --pdeathsig`` sets it without a ``preexec_fn``, which keeps
@@ -112,6 +116,7 @@ class InstanceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
         self._stub: shim_pb2_grpc.InstanceStub | None = None
+        self.warm = False
 
     @property
     def pid(self) -> int | None:
@@ -125,11 +130,22 @@ class InstanceProcess:
     def stderr_path(self) -> Path:
         return self.log_dir / f"{self.executor_id}.err"
 
-    def start(self, timeout: float) -> None:
-        """Launch the process and wait until its Instance service answers (ShimError if not)."""
+    def start(self, timeout: float, warm: WarmPool | None = None) -> None:
+        """Launch the process (from a warm interpreter when ``warm`` can) and wait until its
+        Instance service answers (ShimError if not)."""
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = dict(self.env, FLAME_INSTANCE_ENDPOINT=str(self.socket_path))
-        argv, preexec = _orphan_guard(self.argv)
+        if warm is not None:
+            self.stdout_path.touch(mode=0o600)
+            self.stderr_path.touch(mode=0o600)
+            self.proc = warm.take(self.argv, env, self.cwd, self.stdout_path, self.stderr_path)
+            self.warm = self.proc is not None
+        if self.proc is None:
+            self._start_cold(env)
+        self._connect(timeout)
+
+    def _start_cold(self, env: dict[str, str]) -> None:
+        argv, preexec = orphan_guard(self.argv)
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             try:
                 self.proc = subprocess.Popen(
@@ -144,6 +160,9 @@ class InstanceProcess:
                 )
             except OSError as e:
                 raise ShimError(f"failed to start {self.argv[0]!r}: {e.strerror or e}") from None
+
+    def _connect(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         delay = 0.002
         while not self.socket_path.exists():

@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from flamepy.proto import shim_pb2, types_pb2
+
 from flame_local import packages
 from flame_local.apps import Application
 from flame_local.instances import InstanceProcess, ShimError, expand, resolve_argv
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Session, Store, Task, TaskState
-from flamepy.proto import shim_pb2, types_pb2
+from flame_local.warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Instance:
     tasks_done: int = 0
     current_task: int | None = None
     started: float = field(default_factory=time.time)
+    warm: bool = False  # started from a warm interpreter
 
     _STATE = {
         "binding": types_pb2.ExecutorState.ExecutorBinding,
@@ -87,6 +90,7 @@ class _Install:
     lock: threading.Lock = field(default_factory=threading.Lock)
     env: dict[str, str] | None = None
     error: str | None = None
+    installed_deps: bool = False  # dependencies were installed: they could shadow preloaded modules
 
 
 class ExecutorManager:
@@ -120,10 +124,19 @@ class ExecutorManager:
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._schedule_loop, name="flame-local-scheduler", daemon=True)
+        self.warm: WarmPool | None = None
+        if settings.warm_instances > 0:
+            self.warm = WarmPool(
+                self.python,
+                settings.warm_instances,
+                {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")},
+            )
 
     # -- public -----------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+        if self.warm is not None:
+            self.warm.start()
 
     def poke(self) -> None:
         self._wake.set()
@@ -151,6 +164,8 @@ class ExecutorManager:
         for t in list(self._threads.values()):
             t.join(max(0.0, deadline - time.monotonic()) + 5.0)
         self._thread.join(5.0)
+        if self.warm is not None:
+            self.warm.close()
 
     # -- scheduling ------------------------------------------------------------------------------
     def _schedule_loop(self) -> None:
@@ -323,15 +338,17 @@ class ExecutorManager:
             raise BindError(RC_SHIM_FAILED, f"shim creation failed: application '{app.name}' has no command")
         argv = resolve_argv(spec.command, list(spec.arguments), env, self.home, self.python)
         log_dir = self.home / "logs" / "sessions" / _safe(inst.session_id)
+        warm_ok = env.pop(_NO_WARM, None) is None and self.warm is not None and self.warm.eligible(argv, env)
         proc = InstanceProcess(inst.id, argv, env, cwd, self.socket_dir / f"{inst.id}.sock", log_dir)
         try:
-            proc.start(self.settings.bind_timeout)
+            proc.start(self.settings.bind_timeout, warm=self.warm if warm_ok else None)
         except ShimError as e:
             proc.stop(grace=0.5)
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
             raise BindError(RC_SHIM_FAILED, f"shim creation failed: {e}") from None
         inst.pid = proc.pid
+        inst.warm = proc.warm
         ctx = shim_pb2.SessionContext(
             session_id=ssn.id,
             application=shim_pb2.ApplicationContext(
@@ -483,16 +500,22 @@ class ExecutorManager:
                     install.error = str(e)
                 else:
                     install.env = dict(prepared.env)
+                    install.installed_deps = bool(prepared.install.installed)
             if install.error is not None:
                 raise BindError(RC_INSTALL_FAILED, install.error)
             assert install.env is not None
             env = dict(env)
+            if install.installed_deps:
+                env[_NO_WARM] = "1"
             for name, value in install.env.items():
                 if name in ("PYTHONPATH", "PATH", "LD_LIBRARY_PATH") and env.get(name):
                     env[name] = value + os.pathsep + env[name]
                 else:
                     env.setdefault(name, value)
             return env
+
+
+_NO_WARM = "\x00no-warm"  # internal marker in the env dict, never passed to a process
 
 
 def _safe(name: str) -> str:

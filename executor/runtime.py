@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from flamepy.proto import frontend_pb2_grpc
+
 from flame_local.cache_server import CacheServer
 from flame_local.cache_store import CacheStore
 from flame_local.frontend import FrontendService
 from flame_local.manager import ExecutorManager
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Store
-from flamepy.proto import frontend_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ class RuntimeSettings:
     cache_port: int = 0  # Arrow Flight object cache port; 0 = a free port
     home: Path | None = None  # FLAME_HOME of the runtime (logs, packages, work dirs); None = temp dir
     max_instances: int = field(default_factory=_default_max_instances)  # concurrent instance processes
+    warm_instances: int = 1  # pre-started interpreters that already imported flamepy (0 = off)
     bind_timeout: float = 60.0  # seconds for an instance to start listening and enter its session
     bind_retry_limit: int = 5  # Flame's recovery.session.retry_limits
     instance_log_level: str = "warning"  # FLAME_LOG given to instances (Flame passes RUST_LOG or info)

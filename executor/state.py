@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from flamepy.proto import types_pb2
+
 from flame_local import apps
 from flame_local.errors import (
     already_exists,
@@ -25,7 +27,6 @@ from flame_local.errors import (
     not_found,
     unavailable,
 )
-from flamepy.proto import types_pb2
 
 # Event codes (common/src/apis/types.rs).
 SESSION_BIND_FAILED = 1001
@@ -157,6 +158,7 @@ class Session:
     events: list[Event] = field(default_factory=list)
     bind_failures: int = 0
     bind_blocked: bool = False
+    bind_error: str | None = None
     next_task_id: int = 1
     work: threading.Condition | None = None  # set by the store; instance workers wait on it
 
@@ -353,6 +355,10 @@ class Store:
             ssn.bind_failures += 1
             if ssn.bind_failures >= retry_limit and not ssn.bind_blocked:
                 ssn.bind_blocked = True
+                ssn.bind_error = (
+                    f"no executor could be bound to session {session_id} after {ssn.bind_failures} attempts; "
+                    f"last error: {message}"
+                )
                 ssn.events.append(
                     Event(
                         SESSION_RETRY_LIMIT_REACHED,
@@ -360,6 +366,9 @@ class Store:
                         "no more executors will be bound to it",
                     )
                 )
+                # Deviation from Flame (which leaves them pending forever): fail the waiting tasks.
+                while ssn.pending:
+                    self._set_state(ssn, ssn.tasks[ssn.pending.popleft()], TaskState.FAILED, ssn.bind_error)
             return ssn.bind_blocked
 
     def _session(self, session_id: str) -> Session:
@@ -381,6 +390,9 @@ class Store:
             ssn.counts[TaskState.PENDING] += 1
             ssn.pending.append(task.id)
             task.events.append(Event(0, "Task was created with state <Pending>"))
+            if ssn.bind_blocked:  # no executor will ever take it: fail it now rather than hang
+                ssn.pending.pop()
+                self._set_state(ssn, task, TaskState.FAILED, ssn.bind_error)
             proto = task.to_proto()
             assert ssn.work is not None
             ssn.work.notify()

@@ -11,8 +11,6 @@ import flamepy.core.cache as flame_cache
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from flame_local.cache_server import RESPONSE_SCHEMA, CacheServer, _opaque_payload, _response_row
-from flame_local.cache_store import CACHE_VERSION_METADATA_KEY
 from flamepy.core.cache import (
     ObjectRef,
     delete_objects,
@@ -22,6 +20,9 @@ from flamepy.core.cache import (
     update_object,
     upload_object,
 )
+
+from flame_local.cache_server import RESPONSE_SCHEMA, CacheServer, _opaque_payload, _response_row
+from flame_local.cache_store import CACHE_VERSION_METADATA_KEY
 
 OPAQUE_SCHEMA = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 

@@ -145,7 +145,10 @@ def test_bind_failure_records_flame_events_and_stops_retrying(runtime) -> None:
         first = next(e for e in flamepy.get_session(ssn.id).events if e.code == 1001)
         assert "failed to bind session with return_code 11" in first.message
         assert "exited with code 1" in first.message
-        assert flamepy.get_session(ssn.id).pending == 1
+        # Unlike Flame (pending forever), waiting and new tasks fail with the reason.
+        assert flamepy.get_session(ssn.id).failed == 1
+        with pytest.raises(FlameError, match="no executor could be bound to session .* exited with code 1"):
+            ssn.invoke(b"again")
     finally:
         ssn.close()
         flamepy.unregister_application(name)
@@ -237,3 +240,32 @@ def test_connections_from_another_user_are_refused(runtime, tmp_path: Path) -> N
     assert "cache: FlightUnauthorizedError" in proc.stdout, proc.stdout + proc.stderr
     # and the same calls from this user work
     assert _stub(runtime).ListApplication(frontend_pb2.ListApplicationRequest(), timeout=10).applications
+
+
+def test_package_install_failure_fails_the_call_with_the_reason(tmp_path: Path, script_env: dict[str, str]) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from flamepy.runner import Runner
+
+            def f(x):
+                return x
+
+            t = time.monotonic()
+            with Runner("broken-deps", dependencies=["definitely-not-a-real-pkg-xyz==1.0"]) as rr:
+                try:
+                    rr.service(f)(1).get()
+                    print("NO ERROR")
+                except Exception as e:
+                    print(f"ERROR after {time.monotonic() - t:.1f}s: {e}")
+            """
+        )
+    )
+    env = dict(script_env, PIP_NO_INDEX="1")
+    proc = subprocess.run([PYTHON, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    assert out.startswith("ERROR after"), out + proc.stderr[-2000:]
+    assert "return_code 10" in out and "application installation failed: install" in out
+    assert "definitely-not-a-real-pkg-xyz" in out

@@ -21,8 +21,9 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from flame_local.packages import PackageError, extract, fetch, install, prepare
 from flamepy.runner.runner import Runner
+
+from flame_local.packages import PackageError, extract, fetch, install, prepare
 
 pytestmark = pytest.mark.timeout(180)
 
