@@ -242,7 +242,9 @@ def test_connections_from_another_user_are_refused(runtime, tmp_path: Path) -> N
     assert _stub(runtime).ListApplication(frontend_pb2.ListApplicationRequest(), timeout=10).applications
 
 
-def test_package_install_failure_fails_the_call_with_the_reason(tmp_path: Path, script_env: dict[str, str]) -> None:
+def test_package_install_failure_fails_the_call_with_the_reason(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     script = tmp_path / "client.py"
     script.write_text(
         textwrap.dedent(
@@ -264,7 +266,9 @@ def test_package_install_failure_fails_the_call_with_the_reason(tmp_path: Path, 
         )
     )
     env = dict(script_env, PIP_NO_INDEX="1")
-    proc = subprocess.run([PYTHON, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PYTHON, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     out = proc.stdout
     assert out.startswith("ERROR after"), out + proc.stderr[-2000:]
     assert "return_code 10" in out and "application installation failed: install" in out
