@@ -1,0 +1,121 @@
+"""Modules that sit next to the notebook and must travel by value.
+
+A module is *local* when it was imported from a file that is neither in the standard library
+nor in an installed distribution (site-packages, editable installs): typically a ``helpers.py``
+in the notebook's directory. Executors do not have it, so its source files travel with the
+payload and are put on ``sys.path`` remotely. Everything else travels by reference (import).
+
+>>> local_top("json") is None
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import os
+import site
+import sys
+import sysconfig
+
+#: Never shipped by value even if they look local (they are the notebook machinery itself).
+NEVER_BY_VALUE = frozenset(
+    {"__main__", "flame_jupyter", "IPython", "ipykernel", "ipywidgets", "jupyter_client"}
+)
+
+#: Refuse to ship local packages bigger than this (they should be installed instead).
+MAX_LOCAL_MODULE_BYTES = 64 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _system_prefixes() -> tuple[str, ...]:
+    paths = set(sysconfig.get_paths().values())
+    paths.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    user = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    if isinstance(user, str):
+        paths.add(user)
+    for name in ("prefix", "base_prefix", "exec_prefix", "base_exec_prefix"):
+        paths.add(getattr(sys, name, ""))
+    real = {os.path.realpath(p) for p in paths if p}
+    return tuple(sorted(p.rstrip(os.sep) + os.sep for p in real if p != os.sep))
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_tops() -> frozenset[str]:
+    try:
+        return frozenset(importlib.metadata.packages_distributions())
+    except Exception:  # noqa: BLE001 - broken metadata must not break capture
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=4096)
+def local_top(modname: str) -> str | None:
+    """Top-level name of ``modname`` if it is a local (not installed) module, else ``None``."""
+    top = modname.partition(".")[0]
+    if not top or top in NEVER_BY_VALUE or top in sys.builtin_module_names:
+        return None
+    if top in getattr(sys, "stdlib_module_names", ()):
+        return None
+    mod = sys.modules.get(top)
+    path = getattr(mod, "__file__", None) if mod is not None else None
+    if not path:
+        return None
+    real = os.path.realpath(path)
+    if real.startswith(_system_prefixes()):
+        return None
+    if top in _installed_tops():
+        return None
+    return top
+
+
+_file_cache: dict[str, tuple[int, int, bytes]] = {}
+
+
+def _read(path: str) -> bytes:
+    st = os.stat(path)
+    cached = _file_cache.get(path)
+    if cached is not None and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+        return cached[2]
+    with open(path, "rb") as fh:
+        data = fh.read()
+    _file_cache[path] = (st.st_mtime_ns, st.st_size, data)
+    return data
+
+
+def module_files(top: str) -> dict[str, bytes]:
+    """Source files of a local module or package, keyed by path relative to ``sys.path``.
+
+    Raises ``ValueError`` if the module is not plain Python source or is too large.
+    """
+    mod = sys.modules[top]
+    path = os.path.realpath(mod.__file__)
+    files: dict[str, bytes] = {}
+    if hasattr(mod, "__path__"):
+        root = os.path.dirname(path)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            for fn in sorted(filenames):
+                if fn.endswith(".py"):
+                    full = os.path.join(dirpath, fn)
+                    rel = os.path.relpath(full, os.path.dirname(root)).replace(os.sep, "/")
+                    files[rel] = _read(full)
+    elif path.endswith(".py"):
+        files[top + ".py"] = _read(path)
+    else:
+        raise ValueError(f"local module {top!r} is not Python source ({path}); install it on the executors")
+    size = sum(len(v) for v in files.values())
+    if size > MAX_LOCAL_MODULE_BYTES:
+        raise ValueError(
+            f"local package {top!r} has {size >> 20} MiB of source; install it on the executors instead"
+        )
+    return files
+
+
+def files_digest(files: dict[str, bytes]) -> str:
+    """Content digest of a module's files."""
+    h = hashlib.blake2b(digest_size=20)
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0")
+        h.update(hashlib.blake2b(files[rel], digest_size=20).digest())
+    return h.hexdigest()

@@ -1,0 +1,137 @@
+"""What this kernel (or script) has running on Flame: services, sessions and recent futures.
+
+One registry per process feeds the status panel and ``%flame status``. Futures are kept weakly
+once finished (a bounded history), so a completed future costs nothing after it is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flame_jupyter.futures import ObjectFuture
+
+HISTORY = 200  # finished futures remembered for the panel (failures are what people look for)
+
+
+@dataclass
+class ServiceInfo:
+    """A remote service this process created."""
+
+    name: str
+    kind: str  # "function" | "class" | "instance" | "cell"
+    app: str
+    session_id: str
+    created_at: float = field(default_factory=time.time)
+    closed: bool = False
+    handle: Any = None  # the flame_jupyter Service object (weakly meaningful; may be None)
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    recent_failures: collections.deque[Any] = field(default_factory=lambda: collections.deque(maxlen=20))
+    finished_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=500))
+
+    def throughput(self, window: float = 10.0) -> float:
+        """Tasks finished per second over the last ``window`` seconds."""
+        now = time.time()
+        recent = [t for t in self.finished_times if now - t <= window]
+        return len(recent) / window
+
+
+class Registry:
+    """Thread-safe book of services and futures; listeners hear about every change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.services: dict[str, ServiceInfo] = {}
+        self._live: dict[int, ObjectFuture] = {}
+        self._finished: collections.deque[weakref.ref[ObjectFuture]] = collections.deque(maxlen=HISTORY)
+        self._listeners: list[Any] = []
+        self.version = 0
+
+    # -- services ------------------------------------------------------------------------------------
+    def add_service(self, info: ServiceInfo) -> None:
+        with self._lock:
+            self.services[info.session_id] = info
+            self._changed()
+
+    def close_service(self, session_id: str) -> None:
+        with self._lock:
+            info = self.services.get(session_id)
+            if info is not None:
+                info.closed = True
+                self._changed()
+
+    def open_services(self) -> list[ServiceInfo]:
+        with self._lock:
+            return [s for s in self.services.values() if not s.closed]
+
+    # -- futures -------------------------------------------------------------------------------------
+    def add_future(self, future: ObjectFuture) -> None:
+        with self._lock:
+            self._live[id(future)] = future
+            info = self.services.get(future.session_id)
+            if info is not None:
+                info.counts["queued"] += 1
+            self._changed()
+        future.add_listener(self._on_future)
+
+    def _on_future(self, future: ObjectFuture) -> None:
+        with self._lock:
+            info = self.services.get(future.session_id)
+            key = id(future)
+            state = future.state
+            previous = getattr(future, "_registry_state", "queued")
+            if state == previous:
+                return
+            future._registry_state = state  # type: ignore[attr-defined]
+            if info is not None:
+                info.counts[previous] -= 1
+                info.counts[state] += 1
+                if state in ("done", "failed", "cancelled"):
+                    info.finished_times.append(time.time())
+                if state == "failed":
+                    info.recent_failures.append(weakref.ref(future))
+            if state in ("done", "failed", "cancelled") and key in self._live:
+                del self._live[key]
+                self._finished.append(weakref.ref(future))
+            self._changed()
+
+    def live_futures(self) -> list[ObjectFuture]:
+        with self._lock:
+            return list(self._live.values())
+
+    def recent_futures(self) -> list[ObjectFuture]:
+        with self._lock:
+            return [f for f in (r() for r in self._finished) if f is not None]
+
+    # -- listeners -----------------------------------------------------------------------------------
+    def subscribe(self, fn: Any) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def unsubscribe(self, fn: Any) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for fn in list(self._listeners):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a broken panel must not break calls
+                pass
+
+    def clear(self) -> None:
+        with self._lock:
+            self.services.clear()
+            self._live.clear()
+            self._finished.clear()
+            self._changed()
+
+
+registry = Registry()
