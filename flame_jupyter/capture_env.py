@@ -250,5 +250,9 @@ def is_passthrough(value: Any) -> bool:
     """Arguments flamepy can pickle itself (no notebook code inside)."""
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes, bytearray)):
         return True
+    from flamepy.runner.runner import ObjectFuture
+
+    if isinstance(value, ObjectFuture):  # flamepy passes its ObjectRef: no download, no re-upload
+        return True
     mod = type(value).__module__ or ""
     return mod.startswith(("numpy", "pandas", "pyarrow", "flamepy"))

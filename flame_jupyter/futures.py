@@ -173,6 +173,20 @@ class ObjectFuture(_FlamepyObjectFuture):
             self.cancel()
             raise
 
+    def __await__(self) -> Any:
+        """``await future`` waits without blocking the event loop and returns the future, done
+        (RFE280: ``res = await svc(1, 2); res.get()``)."""
+        import asyncio
+
+        async def _done() -> ObjectFuture:
+            try:
+                await asyncio.wrap_future(self._future)
+            except Exception:  # noqa: BLE001 - the error is raised by get()
+                pass
+            return self
+
+        return _done().__await__()
+
     # -- cancel ------------------------------------------------------------------------------------
     def cancel(self) -> bool:
         """Ask for the remote work to stop. Returns False if it had already finished."""

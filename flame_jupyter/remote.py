@@ -65,6 +65,14 @@ import cloudpickle
 #: entry lives in the object cache under ``refs[digest]``.
 ENV_KWARG = "__flame_env__"
 
+#: Keyword argument that carries the call's channel (see :func:`guarded`)::
+#:
+#:     {"id": call id, "stream": "<app>/<session>/<object id>", "cancel": "<app>/<session>/<object id>"}
+#:
+#: Output, progress and displays are appended to the ``stream`` object of the object cache
+#: (created on the first record, then patched); the client cancels by creating ``cancel``.
+CALL_KWARG = "__flame_call__"
+
 #: Tag of an argument encoded by the capture engine (``(ARG_TAG, dill_bytes)``).
 ARG_TAG = "\x00flame_jupyter.arg"
 
@@ -238,6 +246,8 @@ def _build(kind: str, state: Any) -> Any:
         return _InitDescriptor(state)
     if kind == "stub":
         return _MethodStub(state)
+    if kind == "api":
+        return RemoteAPI(state)
     raise ValueError(f"unknown flame_jupyter object kind {kind!r}")
 
 
@@ -493,7 +503,7 @@ class Dumper:
             elif t is types.ModuleType and obj.__name__ != "__main__":
                 if id(obj) not in p.memo:
                     self.on_object(obj)
-                    p.save_reduce(importlib.import_module, (obj.__name__,), obj=obj)
+                    p.save_reduce(RemoteAPI("import_module"), (obj.__name__,), obj=obj)
                     return
             elif t.__name__ == "_FIELD_BASE" and t.__module__ == "dataclasses":
                 p.save_reduce(_dataclass_sentinel_ref(), (obj.name,), obj=obj)
@@ -616,7 +626,7 @@ def apply_env(rec: dict[str, Any], env: dict[str, Any] | None) -> None:
             continue
         try:
             if kind == "module":
-                G[name] = importlib.import_module(data)
+                G[name] = import_module(data)
             else:
                 G[name] = loader.loads(data if data is not None else _blob(digest, refs))
         except Exception as exc:
@@ -740,6 +750,10 @@ class RemoteFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         env = kwargs.pop(ENV_KWARG, None)
+        call = kwargs.pop(CALL_KWARG, None)
+        return guarded(call, self._flame_call, args, kwargs, env)
+
+    def _flame_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
         state = self._flame_state
         rec = _prepare(state, env)
         if self._flame_target is None:
@@ -785,9 +799,14 @@ class RemoteInstance:
 
     def _flame_invoke(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         env = kwargs.pop(ENV_KWARG, None)
-        rec, obj = self._flame_load(env)
-        args, kwargs = _decode_args(rec, args, kwargs)
-        return run_call(getattr(obj, name), args, kwargs, env)
+        call = kwargs.pop(CALL_KWARG, None)
+
+        def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+            rec, obj = self._flame_load(env)
+            args, kwargs = _decode_args(rec, args, kwargs)
+            return run_call(getattr(obj, name), args, kwargs, env)
+
+        return guarded(call, invoke, args, kwargs, env)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -845,6 +864,7 @@ class _InitDescriptor:
 
 def _init_instance(state: dict[str, Any], inst: Any, *args: Any, **kwargs: Any) -> None:
     env = kwargs.pop(ENV_KWARG, None)
+    kwargs.pop(CALL_KWARG, None)
     d = inst.__dict__
     d["_flame_state"] = state
     try:
@@ -877,12 +897,17 @@ class _MethodStub:
 
 def _invoke_method(inst: Any, name: str, *args: Any, **kwargs: Any) -> Any:
     d = inst.__dict__
-    if "_flame_error" in d:
-        raise d["_flame_error"]
     env = kwargs.pop(ENV_KWARG, None)
-    rec = _prepare(d["_flame_state"], env)
-    args, kwargs = _decode_args(rec, args, kwargs)
-    return run_call(getattr(d["_flame_obj"], name), args, kwargs, env)
+    call = kwargs.pop(CALL_KWARG, None)
+
+    def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+        if "_flame_error" in d:
+            raise d["_flame_error"]
+        rec = _prepare(d["_flame_state"], env)
+        args, kwargs = _decode_args(rec, args, kwargs)
+        return run_call(getattr(d["_flame_obj"], name), args, kwargs, env)
+
+    return guarded(call, invoke, args, kwargs, env)
 
 
 def make_remote_class(state: dict[str, Any]) -> type:
@@ -902,3 +927,363 @@ def make_remote_class(state: dict[str, Any]) -> type:
     if state.get("session_context") is not None:
         body["_session_context"] = state["session_context"]
     return type(state["name"], (), body)
+
+
+# --------------------------------------------------------------------------- call channel
+#
+# Everything below travels over Flame's public protocol only: the call's output, progress and
+# displays are records appended (patch) to one object of the object cache, which the client
+# polls with version-aware gets (patch-only replies); cancel is an object the client creates.
+
+#: Marker of an encoded remote failure inside Flame's task failure message.
+ERROR_MARK_START = "\n<<flame-jupyter-error:"
+ERROR_MARK_END = ">>"
+CANCEL_POLL_DELAY = 0.05  # first cancel check after this long (short calls never pay for one)
+CANCEL_POLL_EVERY = 0.5
+CANCEL_GRACE = 3.0  # then the instance ends itself so the call really stops
+FLUSH_EVERY = 0.2
+PREVIEW_BYTES = 1 << 20  # results estimated larger than this get a remote preview record
+
+
+class Cancelled(BaseException):
+    """Raised inside a remote call that the user cancelled."""
+
+
+class RemoteAPI:
+    """A picklable handle to an executor-side function of this module (``progress`` & co).
+
+    Notebook code that calls ``flame_jupyter.progress(...)`` captures this object; on the
+    executor it resolves to the same function of the bootstrapped module.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _API[self._name](*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_boot_fn(), ("api", self._name))
+
+    def __repr__(self) -> str:
+        return f"<flame_jupyter.{self._name}>"
+
+
+def _current() -> Any:
+    return getattr(_rt(), "channel", None)
+
+
+def _api_progress(done: float, total: float | None = None, message: str = "") -> None:
+    """Report progress of the current remote call (no-op outside one)."""
+    ch = _current()
+    if ch is not None:
+        ch.add(("progress", float(done), None if total is None else float(total), str(message), _now()))
+
+
+def _api_display(*objs: Any, **kwargs: Any) -> None:
+    """Show rich output (HTML, images, ...) of a remote call in the notebook cell."""
+    ch = _current()
+    for obj in objs:
+        bundle = mime_bundle(obj)
+        if ch is not None:
+            ch.add(("display", bundle))
+        else:
+            print(bundle.get("text/plain", ""))
+
+
+def _api_import_module(name: str) -> Any:
+    """``importlib.import_module``, except flame_jupyter itself, which executors need not have."""
+    if name == "flame_jupyter" or name.startswith("flame_jupyter."):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            return _executor_shim()
+    return importlib.import_module(name)
+
+
+def _executor_shim() -> types.ModuleType:
+    """What ``flame_jupyter`` is on an executor without it: the remote-side API."""
+    shim = sys.modules.get("_flame_jupyter_executor_shim")
+    if shim is None:
+        shim = types.ModuleType("flame_jupyter")
+        shim.progress = progress
+        shim.display = display
+        sys.modules["_flame_jupyter_executor_shim"] = shim
+    return shim
+
+
+_API: dict[str, Callable[..., Any]] = {
+    "progress": _api_progress,
+    "display": _api_display,
+    "import_module": _api_import_module,
+}
+progress = RemoteAPI("progress")
+display = RemoteAPI("display")
+import_module = RemoteAPI("import_module")
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def mime_bundle(obj: Any, limit: int = 200_000) -> dict[str, Any]:
+    """A small rich representation of ``obj`` (IPython-style ``_repr_*_``), without IPython."""
+    bundle: dict[str, Any] = {}
+    for mime, meth in (
+        ("text/html", "_repr_html_"),
+        ("image/png", "_repr_png_"),
+        ("image/svg+xml", "_repr_svg_"),
+        ("text/markdown", "_repr_markdown_"),
+        ("text/latex", "_repr_latex_"),
+    ):
+        fn = getattr(obj, meth, None)
+        if fn is None or isinstance(obj, type):
+            continue
+        try:
+            value = fn()
+        except Exception:  # noqa: BLE001 - a broken repr must not fail the call
+            continue
+        if isinstance(value, tuple):
+            value = value[0]
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            import base64
+
+            value = base64.b64encode(value).decode("ascii")
+        if isinstance(value, str) and len(value) <= limit:
+            bundle[mime] = value
+    try:
+        text = repr(obj)
+    except Exception as exc:  # noqa: BLE001
+        text = f"<unrepresentable {type(obj).__name__}: {exc}>"
+    bundle["text/plain"] = text if len(text) <= 2000 else text[:2000] + " ..."
+    return bundle
+
+
+def estimate_size(obj: Any) -> int:
+    """A cheap size estimate of a result (numpy/pandas/arrow aware)."""
+    for attr in ("nbytes",):
+        value = getattr(obj, attr, None)
+        if isinstance(value, int):
+            return value
+    mu = getattr(obj, "memory_usage", None)
+    if callable(mu) and type(obj).__module__.startswith("pandas"):
+        try:
+            total = mu(deep=False)
+            return int(total.sum()) if hasattr(total, "sum") else int(total)
+        except Exception:  # noqa: BLE001
+            return 0
+    if isinstance(obj, (bytes, bytearray, str)):
+        return len(obj)
+    return sys.getsizeof(obj)
+
+
+class _StdProxy(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of an instance: also copies writes to the current call."""
+
+    def __init__(self, name: str, original: Any) -> None:
+        self._name = name
+        self._original = original
+
+    def write(self, text: str) -> int:
+        ch = _current()
+        if ch is not None and text:
+            ch.add((self._name, text))
+        try:
+            return self._original.write(text)
+        except Exception:  # noqa: BLE001 - the instance's own log must not fail the call
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._original.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._original, "encoding", "utf-8")
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+
+def _install_std_proxies() -> None:
+    rt = _rt()
+    with rt.lock:
+        if getattr(rt, "std_installed", False):
+            return
+        sys.stdout = _StdProxy("stdout", sys.stdout)
+        sys.stderr = _StdProxy("stderr", sys.stderr)
+        rt.std_installed = True
+
+
+class _CallChannel:
+    """The executor end of one call: buffered records to the cache, cancel checks."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.records: list[Any] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.cancelled = False
+        self.thread_id = threading.get_ident()
+        self._ref: Any = None
+        self._endpoint: str | None = None
+        self._worker = threading.Thread(target=self._loop, name="flame-jupyter-call", daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def add(self, record: Any) -> None:
+        with self.lock:
+            last = self.records[-1] if self.records else None
+            if last is not None and record[0] in ("stdout", "stderr") and last[0] == record[0]:
+                self.records[-1] = (last[0], last[1] + record[1])  # one record per burst of writes
+            else:
+                self.records.append(record)
+
+    def _loop(self) -> None:
+        waited = 0.0
+        next_cancel_check = CANCEL_POLL_DELAY
+        step = min(FLUSH_EVERY, CANCEL_POLL_DELAY)
+        while not self.done.wait(step):
+            waited += step
+            step = FLUSH_EVERY
+            self.flush()
+            if self.info.get("cancel") and waited >= next_cancel_check and not self.cancelled:
+                next_cancel_check = waited + CANCEL_POLL_EVERY
+                if self._cancel_requested():
+                    self._interrupt()
+
+    def _cache_endpoint(self) -> str:
+        if self._endpoint is None:
+            from flamepy.core.types import FlameContext
+
+            self._endpoint = FlameContext().cache.endpoint
+        return self._endpoint
+
+    def flush(self) -> None:
+        with self.lock:
+            records, self.records = self.records, []
+        if not records or not self.info.get("stream"):
+            return
+        from flamepy.core import ObjectRef, patch_object, update_object
+
+        try:
+            if self._ref is None:
+                ref = ObjectRef(endpoint=self._cache_endpoint(), key=self.info["stream"], version=0)
+                self._ref = update_object(ref, {"call": self.info.get("id"), "format": 1})
+            self._ref = patch_object(self._ref, records)
+        except Exception as exc:  # noqa: BLE001 - losing output must not fail the call
+            try:
+                sys.__stderr__.write(f"flame_jupyter: could not stream call output: {exc}\n")
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _cancel_requested(self) -> bool:
+        from flamepy.core import ObjectRef, get_object
+
+        try:
+            get_object(ObjectRef(endpoint=self._cache_endpoint(), key=self.info["cancel"], version=0))
+            return True
+        except Exception:  # noqa: BLE001 - not found (the usual case) or unreachable
+            return False
+
+    def _interrupt(self) -> None:
+        import ctypes
+
+        self.cancelled = True
+        self.add(("cancel", _now()))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self.thread_id), ctypes.py_object(Cancelled)
+        )
+        if not self.done.wait(CANCEL_GRACE):
+            # Stuck in C code: end this instance; Flame fails the task, the session goes on.
+            self.add(("end", _now(), "cancelled"))
+            self.flush()
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def finish(self, result: Any = None, failed: bool = False) -> None:
+        self.done.set()
+        if not failed and result is not None and self.info.get("stream"):
+            try:
+                size = estimate_size(result)
+            except Exception:  # noqa: BLE001
+                size = 0
+            if size > PREVIEW_BYTES:
+                self.add(("preview", mime_bundle(result), size))
+        self.flush()
+
+
+def guarded(
+    call: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], env: Any
+) -> Any:
+    """Run one remote call with its channel: output and progress stream to the client, cancel
+    works, and any failure leaves as one Exception whose message carries type and traceback."""
+    channel = None
+    if isinstance(call, dict):
+        _install_std_proxies()
+        channel = _CallChannel(call)
+        _rt().channel = channel
+        channel.start()
+    if channel is None:  # a plain flamepy call: exceptions stay as they are
+        return fn(args, kwargs, env)
+    try:
+        result = fn(args, kwargs, env)
+    except BaseException as exc:  # noqa: BLE001 - re-raised as a plain Exception below
+        _rt().channel = None
+        channel.finish(failed=True)
+        raise _encoded_failure(exc, cancelled=channel.cancelled) from None
+    _rt().channel = None
+    channel.finish(result)
+    return result
+
+
+class RemoteFailure(Exception):
+    """The one exception type a failed call leaves the executor with (flamepy sends its text)."""
+
+
+def _encoded_failure(exc: BaseException, cancelled: bool = False) -> RemoteFailure:
+    import base64
+    import json
+    import traceback
+
+    if cancelled or isinstance(exc, Cancelled):
+        module, name, message, tb = "flame_jupyter", "Cancelled", "cancelled by the user", ""
+    else:
+        module = type(exc).__module__ or ""
+        name = type(exc).__qualname__
+        message = str(exc)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = _trim_traceback(tb)
+    record = {"module": module, "type": name, "message": message, "traceback": tb}
+    blob = base64.b64encode(json.dumps(record).encode()).decode()
+    return RemoteFailure(f"{name}: {message}{ERROR_MARK_START}{blob}{ERROR_MARK_END}")
+
+
+def _trim_traceback(tb: str) -> str:
+    """Drop frames of this module and of flamepy: the user's frames are what matters."""
+    lines = tb.splitlines(keepends=True)
+    out: list[str] = []
+    skip = False
+    for line in lines:
+        if line.startswith('  File "'):
+            skip = (
+                "<flame_jupyter.remote>" in line or "/flamepy/" in line or "flame_jupyter/remote.py" in line
+            )
+        elif not line.startswith("    "):
+            skip = False
+        if not skip:
+            out.append(line)
+    return "".join(out)

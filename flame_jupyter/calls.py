@@ -1,0 +1,83 @@
+"""The client end of a call's channel: read its streamed records, ask it to stop.
+
+The executor end is :func:`flame_jupyter.remote.guarded`. Both ends only use the object cache:
+the executor appends records to ``stream`` (created on the first record, then patched), the
+client creates ``cancel`` to ask for a stop. Keys live under the service's
+``<app>/<session>`` prefix, so flamepy's Runner cleanup removes them with everything else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from flame_jupyter.remote import CALL_KWARG
+
+if TYPE_CHECKING:
+    from flame_jupyter.futures import ObjectFuture
+
+
+class CallChannel:
+    """One call's stream and cancel keys, and what has been read of the stream so far."""
+
+    def __init__(self, app: str, session_id: str, cache_endpoint: str) -> None:
+        self.id = uuid.uuid4().hex
+        prefix = f"{app}/{session_id}"
+        self.stream_key = f"{prefix}/fj-{self.id}-out"
+        self.cancel_key = f"{prefix}/fj-{self.id}-cancel"
+        self.cache_endpoint = cache_endpoint
+        self._seen = 0
+        self._lock = threading.Lock()
+        self.cancel_sent_at: float | None = None
+        self.future: ObjectFuture | None = None
+
+    def kwarg(self) -> dict[str, Any]:
+        """The value of the ``__flame_call__`` keyword argument for this call."""
+        return {CALL_KWARG: {"id": self.id, "stream": self.stream_key, "cancel": self.cancel_key}}
+
+    def request_cancel(self) -> None:
+        """Create the cancel object; the executor interrupts the call when it sees it."""
+        from flamepy.core import ObjectRef, update_object
+
+        if self.cancel_sent_at is not None:
+            return
+        self.cancel_sent_at = time.time()
+        update_object(
+            ObjectRef(endpoint=self.cache_endpoint, key=self.cancel_key, version=0), {"cancel": True}
+        )
+
+    def poll(self) -> list[Any]:
+        """New records since the last poll ([] when the call has written none yet)."""
+        from flamepy.core import ObjectRef, get_object
+
+        with self._lock:
+            try:
+                base, patches = get_object(
+                    ObjectRef(endpoint=self.cache_endpoint, key=self.stream_key, version=1),
+                    deserializer=lambda base, deltas: (base, deltas),
+                )
+            except Exception:  # noqa: BLE001 - not written yet (not found) or not reachable now
+                return []
+            records = [r for batch in patches for r in (batch or [])]
+            new, self._seen = records[self._seen :], len(records)
+            return new
+
+
+def apply_records(future: ObjectFuture, records: list[Any]) -> None:
+    """Feed streamed records into the future (output, progress, displays, preview)."""
+    for rec in records:
+        if not isinstance(rec, tuple) or not rec:
+            continue
+        kind = rec[0]
+        if kind in ("stdout", "stderr"):
+            future.mark_running()
+            future.record_output(kind, rec[1])
+        elif kind == "progress":
+            future.mark_running()
+            future.record_progress(rec[1], rec[2] if rec[2] is not None else 0.0, rec[3])
+        elif kind == "display":
+            future.record_display(rec[1])
+        elif kind == "preview":
+            future.record_preview(dict(rec[1], **{"application/x-flame-size": rec[2]}))

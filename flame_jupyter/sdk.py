@@ -1,0 +1,286 @@
+"""The plain Python API: flamepy's Runner, for notebook objects, returning live futures.
+
+Example
+-------
+>>> import flame_jupyter as fj
+>>> def sum_fn(a, b):
+...     return a + b
+>>> with fj.Runner("my-app") as rr:            # doctest: +SKIP
+...     print(rr.service(sum_fn)(1, 3).get())
+4
+
+``Runner`` is a thin layer over ``flamepy.runner.Runner``: the same application, sessions and
+tasks, the stock ``flmrun`` service on the executors. What it adds: notebook-defined code is
+captured (:mod:`flame_jupyter.capture`), every call sees the notebook's current globals, and calls
+return :class:`~flame_jupyter.futures.ObjectFuture` (state, output, progress, cancel, display).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flame_jupyter import futures as _futures
+from flame_jupyter.calls import CallChannel
+from flame_jupyter.capture import Captured, Capturer, FlameObjectStore
+from flame_jupyter.connection import ensure_connected
+from flame_jupyter.errors import FlameJupyterError, explain
+from flame_jupyter.futures import ObjectFuture
+from flame_jupyter.registry import ServiceInfo, registry
+from flame_jupyter.tracker import tracker
+
+_cwd_lock = threading.Lock()
+
+
+def default_app_name() -> str:
+    """An application name unique to this user and process: ``fj-<user>-<pid>-<rand>``."""
+    user = re.sub(r"[^A-Za-z0-9]", "", getpass.getuser())[:16] or "user"
+    return f"fj-{user}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+@contextlib.contextmanager
+def _empty_cwd() -> Iterator[None]:
+    """flamepy's Runner packages the working directory; notebook code travels captured instead,
+    so give it an empty one (a notebook's directory may hold gigabytes of data)."""
+    with _cwd_lock:
+        old = os.getcwd()
+        tmp = tempfile.mkdtemp(prefix="flame-jupyter-pkg-")
+        os.chdir(tmp)
+        try:
+            yield
+        finally:
+            os.chdir(old)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _flame_error(action: str, exc: Exception) -> FlameJupyterError:
+    message = getattr(exc, "message", None) or str(exc)
+    advice = explain(message)
+    return FlameJupyterError(f"{action}: {message}" + (f"\n{advice}" if advice else ""))
+
+
+class Runner:
+    """Serve notebook functions, classes and instances on Flame.
+
+    Parameters
+    ----------
+    name
+        The Flame application name (default: unique per process).
+    dependencies
+        pip requirements the executors need (as flamepy's Runner).
+    capturer
+        The capture settings (threshold for large values, ...).
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        dependencies: list[str] | None = None,
+        python_version: str | None = None,
+        capturer: Capturer | None = None,
+    ) -> None:
+        from flamepy.runner import Runner as _FlamepyRunner
+
+        conn = ensure_connected()
+        self.name = name or default_app_name()
+        self.cache_endpoint = conn.cache_endpoint
+        try:
+            with _empty_cwd():
+                self._runner = _FlamepyRunner(
+                    self.name, dependencies=dependencies, python_version=python_version
+                )
+        except Exception as e:
+            raise _flame_error(f"cannot set up Flame application {self.name!r}", e) from None
+        self.capturer = capturer or Capturer(store=FlameObjectStore(key_prefix=f"{self.name}/shared"))
+        self.services: list[Service] = []
+        self._closed = False
+
+    def service(
+        self,
+        obj: Any,
+        *,
+        name: str | None = None,
+        snapshot: bool = False,
+        autoscale: bool | None = None,
+        warmup: int = 0,
+        resources: Any = None,
+    ) -> Service:
+        """A remote service from a function, class (instantiated remotely) or instance.
+
+        Calls return :class:`ObjectFuture`. ``snapshot=True`` freezes the notebook globals the
+        code uses now; by default every call sends their current values.
+        """
+        if self._closed:
+            raise FlameJupyterError(f"Runner {self.name!r} is closed")
+        captured = (
+            obj if isinstance(obj, Captured) else self.capturer.capture(obj, snapshot=snapshot, name=name)
+        )
+        return self._serve(captured, name=name, autoscale=autoscale, warmup=warmup, resources=resources)
+
+    def _serve(
+        self, captured: Captured, *, name: str | None, autoscale: bool | None, warmup: int, resources: Any
+    ) -> Service:
+        try:
+            fp = self._runner.service(
+                captured.execution_object, autoscale=autoscale, warmup=warmup, resreq=resources
+            )
+        except Exception as e:
+            raise _flame_error(f"cannot start service {name or captured.name!r}", e) from None
+        svc = Service(self, captured, fp, name or captured.name)
+        self.services.append(svc)
+        return svc
+
+    # -- many futures ---------------------------------------------------------------------------------
+    get = staticmethod(_futures.get)
+    ref = staticmethod(_futures.ref)
+    wait = staticmethod(_futures.wait)
+    select = staticmethod(_futures.select)
+    as_completed = staticmethod(_futures.as_completed)
+
+    def close(self) -> None:
+        """Close every service, unregister the application, remove its cached objects."""
+        if self._closed:
+            return
+        self._closed = True
+        for svc in self.services:
+            registry.close_service(svc.session_id)
+        self._runner.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<flame_jupyter.Runner {self.name!r} services={len(self.services)}{' closed' if self._closed else ''}>"
+
+
+class Service:
+    """A remote service. Call it (functions) or its methods (classes, instances) to get futures."""
+
+    def __init__(self, runner: Runner, captured: Captured, flamepy_service: Any, name: str) -> None:
+        self._runner = runner
+        self._captured = captured
+        self._fp = flamepy_service
+        self.name = name
+        self.kind = captured.kind
+        self.app = runner.name
+        self.session_id = flamepy_service._session.id
+        self.methods = tuple(captured.state.get("methods", ()))
+        self.closed = False
+        registry.add_service(
+            ServiceInfo(name=name, kind=self.kind, app=self.app, session_id=self.session_id, handle=self)
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ObjectFuture:
+        if self.kind in ("class", "instance"):
+            raise TypeError(
+                f"service {self.name!r} serves a {self.kind}; call one of its methods: {', '.join(self.methods) or '(none)'}"
+            )
+        return self.submit(None, args, kwargs)
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_") or method not in self.__dict__.get("methods", ()):
+            raise AttributeError(f"service {self.__dict__.get('name')!r} has no method {method!r}")
+
+        def call(*args: Any, **kwargs: Any) -> ObjectFuture:
+            return self.submit(method, args, kwargs)
+
+        call.__name__ = method
+        return call
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self.methods]
+
+    def submit(
+        self, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], *, label: str | None = None
+    ) -> ObjectFuture:
+        """Send one call (one Flame task); the one execution path behind every call."""
+        if self.closed:
+            raise FlameJupyterError(f"service {self.name!r} is closed")
+        new_args, new_kwargs = self._captured.prepare_call(args, kwargs)
+        channel = CallChannel(self.app, self.session_id, self._runner.cache_endpoint)
+        new_kwargs.update(channel.kwarg())
+        target = self._fp if method is None else getattr(self._fp, method)
+        try:
+            inner = target(*new_args, **new_kwargs)
+        except Exception as e:
+            raise _flame_error(f"cannot submit a call to {self.name!r}", e) from None
+        what = self.name if method is None else f"{self.name}.{method}"
+        fut = ObjectFuture(
+            inner,
+            label=label or what,
+            service=self.name,
+            app=self.app,
+            session_id=self.session_id,
+            call=channel,
+        )
+        channel.future = fut
+        registry.add_future(fut)
+        tracker.track(fut, self._fp._session)
+        return fut
+
+    def close(self) -> None:
+        """Close the service's session (pending calls are cancelled by Flame)."""
+        if self.closed:
+            return
+        self.closed = True
+        registry.close_service(self.session_id)
+        try:
+            self._fp.close()
+        except Exception as e:
+            raise _flame_error(f"cannot close service {self.name!r}", e) from None
+
+    def __repr__(self) -> str:
+        return f"<flame_jupyter.Service {self.name!r} ({self.kind}) session={self.session_id}{' closed' if self.closed else ''}>"
+
+
+class AsyncRunner:
+    """``Runner`` for asyncio code (RFE280's ``FlameAsyncRunner``): ``await svc(1, 2)``.
+
+    >>> async with AsyncRunner("test") as runner:     # doctest: +SKIP
+    ...     sum_s = runner.service(sum_fn)
+    ...     res = await sum_s(1, 2)
+    ...     print(res.get())
+    3
+    """
+
+    def __init__(self, name: str | None = None, **kwargs: Any) -> None:
+        self._name = name
+        self._kwargs = kwargs
+        self._runner: Runner | None = None
+
+    async def __aenter__(self) -> AsyncRunner:
+        self._runner = await asyncio.to_thread(Runner, self._name, **self._kwargs)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await asyncio.to_thread(self._runner.close)
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            raise FlameJupyterError("use `async with AsyncRunner(...) as runner:` first")
+        return self._runner
+
+    def service(self, obj: Any, **kwargs: Any) -> Service:
+        """As :meth:`Runner.service`; the futures its calls return can be awaited."""
+        return self.runner.service(obj, **kwargs)
+
+    async def get(self, futures: Any) -> Any:
+        return await asyncio.to_thread(_futures.get, futures)

@@ -1,0 +1,193 @@
+"""The live view of one ObjectFuture.
+
+It shows the state and elapsed time, which service/task/session it is, a progress bar when the
+task reports progress, the tail of its stdout/stderr, the result preview (rich repr) or the remote
+error and traceback, and a Cancel button. One comm model per future; updates go through the
+throttled :mod:`~flame_jupyter.widgets.pump`. Once the future is finished and its final state sent,
+the widget unsubscribes and drops the future: it costs nothing more (no listener, no timer; the
+elapsed clock ticks in the browser).
+
+Example
+-------
+>>> f = scorer(3)          # doctest: +SKIP
+>>> f                      # the cell's value: the live widget
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import traitlets as t
+
+from flame_jupyter.display import TERMINAL, future_snapshot, snapshot_html, snapshot_text
+from flame_jupyter.widgets._base import FlameWidget
+from flame_jupyter.widgets.preview import fetch_preview
+from flame_jupyter.widgets.pump import Pump, pump
+
+if TYPE_CHECKING:
+    from flame_jupyter.futures import ObjectFuture
+
+SNAPSHOT_KEYS = (
+    "state",
+    "label",
+    "service",
+    "app",
+    "session_id",
+    "task_id",
+    "elapsed",
+    "run_time",
+    "progress",
+    "output",
+    "output_dropped",
+    "displays",
+    "result",
+    "result_info",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "cancel_requested",
+)
+
+
+class FutureWidget(FlameWidget):
+    """Live view of an :class:`~flame_jupyter.futures.ObjectFuture` (one comm model)."""
+
+    _kind = t.Unicode("future").tag(sync=True)
+    state = t.Unicode("queued").tag(sync=True)
+    label = t.Unicode("").tag(sync=True)
+    service = t.Unicode("").tag(sync=True)
+    app = t.Unicode("").tag(sync=True)
+    session_id = t.Unicode("").tag(sync=True)
+    task_id = t.Unicode("").tag(sync=True)
+    elapsed = t.Float(0.0).tag(sync=True)
+    run_time = t.Float(None, allow_none=True).tag(sync=True)
+    progress = t.List().tag(sync=True)  # [done, total, message] or []
+    output = t.List().tag(sync=True)  # [[stream, text], ...]: the tail
+    output_dropped = t.Int(0).tag(sync=True)  # characters before the tail
+    displays = t.List().tag(sync=True)  # the last rich displays of the remote code
+    result = t.Dict().tag(sync=True)  # trimmed mime bundle of the result
+    result_info = t.Unicode("").tag(sync=True)  # "DataFrame · 12.0 KB"
+    error_type = t.Unicode("").tag(sync=True)
+    error_message = t.Unicode("").tag(sync=True)
+    error_traceback = t.Unicode("").tag(sync=True)
+    cancel_requested = t.Bool(False).tag(sync=True)
+
+    def __init__(self, future: ObjectFuture, *, pump: Pump | None = None, **kwargs: Any) -> None:
+        self._pump = pump or _default_pump()
+        self._future: ObjectFuture | None = future
+        self._out_seen = 0
+        self._out_total = 0
+        self._fetched: dict[str, Any] | None = None
+        self._fetching = False
+        self._detached = False
+        snap = self._snapshot(future)
+        super().__init__(**snap, **kwargs)
+        self._sent_state = snap["state"]
+        future.add_listener(self._on_future)
+        self._pump.request(self, urgent=True)  # catch a change between the snapshot and the listener
+
+    # -- life ---------------------------------------------------------------------------------------
+    @property
+    def future(self) -> ObjectFuture | None:
+        """The future while it is watched; None once finished and settled."""
+        return self._future
+
+    @property
+    def watching(self) -> bool:
+        """True while the widget listens to its future (False once finished: no cost left)."""
+        return not self._detached
+
+    def _on_future(self, future: ObjectFuture) -> None:
+        # Any thread, on every change: just mark dirty (state changes first).
+        self._pump.request(self, urgent=future.state != self._sent_state)
+
+    def _snapshot(self, future: ObjectFuture) -> dict[str, Any]:
+        output = future.output
+        n = len(output)
+        if n > self._out_seen:
+            self._out_total += sum(len(str(text)) for _, text in output[self._out_seen : n])
+            self._out_seen = n
+        return future_snapshot(future, result=self._fetched, output_total=self._out_total)
+
+    def flush(self) -> None:
+        """Send the future's current state (the pump calls this; one message at most)."""
+        future = self._future
+        if future is None or self.comm is None:
+            return
+        snap = self._snapshot(future)
+        with self.hold_sync():
+            for key, value in snap.items():
+                setattr(self, key, value)
+        self._sent_state = snap["state"]
+        if snap["state"] in TERMINAL:
+            self._settle(future)
+
+    def _settle(self, future: ObjectFuture) -> None:
+        """Finished: fetch a preview if needed (in the background), then stop watching."""
+        if (
+            future.state == "done"
+            and not future.preview
+            and self._fetched is None
+            and not getattr(future, "_result_loaded", False)
+        ):
+            if not self._fetching:
+                self._fetching = True
+                self._pump.submit(self._fetch, future)
+            return
+        self._detach()
+
+    def _fetch(self, future: ObjectFuture) -> None:
+        try:
+            self._fetched = fetch_preview(future)
+        finally:
+            self._pump.request(self, urgent=True)
+
+    def _detach(self) -> None:
+        future, self._future = self._future, None
+        self._detached = True
+        if future is not None:
+            future.remove_listener(self._on_future)
+        self._pump.forget(self)
+
+    def close(self) -> None:
+        self._detach()
+        super().close()
+
+    # -- buttons ------------------------------------------------------------------------------------
+    def handle_action(self, kind: str, content: dict[str, Any]) -> None:
+        if kind == "cancel":
+            future = self._future
+            if future is not None and not future.done():
+                future.cancel()
+            self._pump.request(self, urgent=True)
+
+    # -- fallbacks ----------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The state last sent to the front end."""
+        return {key: getattr(self, key) for key in SNAPSHOT_KEYS}
+
+    def text_fallback(self) -> str:
+        return snapshot_text(self.snapshot())
+
+    def html_fallback(self) -> str:
+        return snapshot_html(self.snapshot())
+
+
+def _default_pump() -> Pump:
+    return pump()
+
+
+_widgets: weakref.WeakKeyDictionary[Any, FutureWidget] = weakref.WeakKeyDictionary()
+_widgets_lock = threading.Lock()
+
+
+def widget_for(future: ObjectFuture) -> FutureWidget:
+    """The (one) widget of a future; displaying a future twice shows two views of one model."""
+    with _widgets_lock:
+        widget = _widgets.get(future)
+        if widget is None or widget.comm is None:
+            widget = FutureWidget(future)
+            _widgets[future] = widget
+        return widget
