@@ -291,13 +291,14 @@ class Capturer:
         root_modules: list[str],
         snapshot: bool,
         extra: dict[str, Any],
+        namespace_id: str | None = None,
     ) -> Captured:
         entries = run.entries()
         mods = run.modules(root_modules)
         refs = run.upload()  # only now, after everything captured: a failure sends nothing
         env = run.env(entries, mods, refs)
         state = {
-            "id": uuid.uuid4().hex,
+            "id": namespace_id or uuid.uuid4().hex,
             "kind": kind,
             "name": label,
             "header": make_header(),
@@ -357,8 +358,13 @@ class Capturer:
         filename: str | None = None,
         snapshot: bool = False,
         flags: int = 0,
+        namespace_id: str | None = None,
     ) -> Captured:
         """Capture a (transformed) notebook cell as a remote call.
+
+        With ``namespace_id``, cells with the same id share one namespace on the executor (names
+        one cell assigns stay for the next, on the same instance), and names the notebook does not
+        define are left to that namespace instead of being an error.
 
         Calling the service returns ``{"value": <last expression or None>, "outputs": {name: value}}``.
         Names the cell reads before assigning are captured from ``user_ns`` like globals; names
@@ -371,7 +377,7 @@ class Capturer:
         if filename is None:
             filename = f"<flame-cell-{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
         free = cell_free_names(source, filename=filename)
-        _check_defined(free, user_ns)
+        _check_defined(free, user_ns, allow_missing=namespace_id is not None)
         tree = ast.parse(source, filename=filename)
         compile_flags = flags | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         eval_code = None
@@ -401,16 +407,20 @@ class Capturer:
             root_modules=list(run.rec.modules),
             snapshot=snapshot,
             extra={"outputs": outputs},
+            namespace_id=namespace_id,
         )
 
 
 _IPYTHON_BUILTINS_HINT = "they only exist in the IPython kernel"
 
 
-def _check_defined(free: list[str], user_ns: dict[str, Any]) -> None:
+REMOTE_BUILTINS = ("display", "progress")  # provided on the executor by flame_jupyter.remote
+
+
+def _check_defined(free: list[str], user_ns: dict[str, Any], allow_missing: bool = False) -> None:
     missing, kernel_only = [], []
     for name in free:
-        if name in user_ns:
+        if name in user_ns or name in REMOTE_BUILTINS:
             continue
         if name in builtins.__dict__:
             owner = type(builtins.__dict__[name]).__module__ or ""
@@ -421,7 +431,8 @@ def _check_defined(free: list[str], user_ns: dict[str, Any]) -> None:
             ):
                 kernel_only.append(name)
             continue
-        missing.append(name)
+        if not allow_missing:
+            missing.append(name)
     if missing or kernel_only:
         parts = []
         if missing:

@@ -18,19 +18,30 @@ class FlameConnectionError(FlameJupyterError):
 class RemoteError(FlameJupyterError):
     """A remote task failed; ``remote_type`` and ``remote_traceback`` say how.
 
-    The notebook shows the remote traceback with the notebook cell's own lines.
+    ``str()`` is the remote message; the remote traceback (with the notebook cell's own lines) is
+    attached as an exception note, so plain Python prints it under the local traceback, and
+    IPython shows it instead of the local frames (``_render_traceback_``).
     """
 
     def __init__(self, message: str, remote_type: str = "", remote_traceback: str = "") -> None:
         super().__init__(message)
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback
+        if remote_traceback and hasattr(self, "add_note"):
+            self.add_note("Remote traceback (Flame executor):\n" + remote_traceback.rstrip())
 
     def __str__(self) -> str:
         base = super().__str__()
-        if self.remote_traceback:
-            return f"{base}\n\nRemote traceback:\n{self.remote_traceback.rstrip()}"
+        if self.remote_traceback and not hasattr(self, "add_note"):  # Python 3.10: no notes
+            return f"{base}\n\nRemote traceback (Flame executor):\n{self.remote_traceback.rstrip()}"
         return base
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of the local frames: the remote traceback, cell lines included."""
+        if self.remote_traceback:
+            return ["Remote traceback (Flame executor):", *self.remote_traceback.rstrip().splitlines()]
+        name = self.remote_type or type(self).__name__
+        return [f"{name}: {Exception.__str__(self)}"]
 
 
 class CancelledError(FlameJupyterError):

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as _wait_futures
 from enum import Enum
@@ -156,7 +157,7 @@ class ObjectFuture(_FlamepyObjectFuture):
             self._future.exception(timeout)
         except FutureTimeout:
             return False
-        except BaseException:  # noqa: BLE001 - cancellation of the inner future
+        except FutureCancelled:
             pass
         return True
 

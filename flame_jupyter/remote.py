@@ -596,6 +596,8 @@ def _namespace(state: dict[str, Any]) -> dict[str, Any]:
             rt.namespaces.move_to_end(state["id"])
             return rec
     rec = {"G": _new_namespace(), "applied": {}, "refs": dict(state.get("refs") or {}), "env": None}
+    for name in ("display", "progress"):  # what notebook code may call remotely besides print
+        rec["G"].setdefault(name, globals()[name])
     apply_env(rec, state.get("env"))
     with rt.lock:
         rt.namespaces[state["id"]] = rec
@@ -1014,13 +1016,25 @@ def _executor_shim() -> types.ModuleType:
     return shim
 
 
+def _api_run_payload(payload: Any, env: Any = None, **kwargs: Any) -> Any:
+    """The ``%%flame`` cell service: run a captured cell (a :class:`RemoteFunction`) with its channel."""
+    call = kwargs.pop(CALL_KWARG, None)
+
+    def run(args: tuple[Any, ...], kw: dict[str, Any], env: Any) -> Any:
+        return payload(**({ENV_KWARG: env} if env is not None else {}))
+
+    return guarded(call, run, (), {}, env)
+
+
 _API: dict[str, Callable[..., Any]] = {
+    "run_payload": _api_run_payload,
     "progress": _api_progress,
     "display": _api_display,
     "import_module": _api_import_module,
 }
 progress = RemoteAPI("progress")
 display = RemoteAPI("display")
+run_payload = RemoteAPI("run_payload")
 import_module = RemoteAPI("import_module")
 
 

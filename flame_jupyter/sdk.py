@@ -284,3 +284,71 @@ class AsyncRunner:
 
     async def get(self, futures: Any) -> Any:
         return await asyncio.to_thread(_futures.get, futures)
+
+
+class CellFuture(ObjectFuture):
+    """The future of a ``%%flame`` cell: ``get()`` is the value of the cell's last expression;
+    ``outputs`` are the names the cell was asked to send back (``-o``)."""
+
+    def get(self, timeout: float | None = None) -> Any:
+        return self._cell_result(timeout)["value"]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self._cell_result(None)["outputs"]
+
+    def _cell_result(self, timeout: float | None) -> dict[str, Any]:
+        return ObjectFuture.get(self, timeout)
+
+
+class CellService:
+    """Runs captured ``%%flame`` cells: one Flame session for many cells.
+
+    The execution object is :data:`flame_jupyter.remote.run_payload`; each cell travels as the
+    task's argument. A named ``session`` keeps one instance (``max_instances=1``) and one
+    namespace there, so cells can build on each other's remote state.
+    """
+
+    def __init__(
+        self, runner: Runner, name: str, *, session: str | None = None, resources: Any = None
+    ) -> None:
+        from flame_jupyter.remote import run_payload
+
+        self._runner = runner
+        self.name = name
+        self.session = session
+        autoscale = False if session else True
+        try:
+            self._fp = runner._runner.service(run_payload, autoscale=autoscale, resreq=resources)
+        except Exception as e:
+            raise _flame_error(f"cannot start the cell service {name!r}", e) from None
+        self.session_id = self._fp._session.id
+        self.closed = False
+        registry.add_service(
+            ServiceInfo(name=name, kind="cell", app=runner.name, session_id=self.session_id, handle=self)
+        )
+
+    def run(self, captured: Captured, label: str = "cell") -> CellFuture:
+        channel = CallChannel(self._runner.name, self.session_id, self._runner.cache_endpoint)
+        try:
+            inner = self._fp(captured.execution_object, None, **channel.kwarg())
+        except Exception as e:
+            raise _flame_error("cannot submit the cell", e) from None
+        fut = CellFuture(
+            inner,
+            label=label,
+            service=self.name,
+            app=self._runner.name,
+            session_id=self.session_id,
+            call=channel,
+        )
+        channel.future = fut
+        registry.add_future(fut)
+        tracker.track(fut, self._fp._session)
+        return fut
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            registry.close_service(self.session_id)
+            self._fp.close()

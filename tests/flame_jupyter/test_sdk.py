@@ -148,11 +148,15 @@ def test_remote_exception_keeps_its_type_and_source_line(tmp_path: Path, script_
                 f.get()
             except ValueError as e:
                 print(type(e).__name__, f.state)
-                print("int(text)  # the line the traceback must show" in str(e))
+                print("int(text)  # the line the traceback must show" in e.remote_traceback, str(e))
                 print(e.remote_type)
         """,
     )
-    assert out == ["ValueError failed", "True", "ValueError"]
+    assert out == [
+        "ValueError failed",
+        "True invalid literal for int() with base 10: 'not a number'",
+        "ValueError",
+    ]
 
 
 def test_cancel_stops_a_running_call_and_the_service_goes_on(

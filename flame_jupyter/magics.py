@@ -1,0 +1,484 @@
+"""IPython magics: ``%%flame``, ``%flame_service`` and ``%flame``.
+
+Options are parsed with IPython's ``magic_arguments`` (so ``%%flame?`` documents itself) and
+defaults are traitlets (``%config FlameMagics.block = False``). Every ``%%flame`` option goes
+through one execution path, :meth:`FlameMagics.run_cell`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, CFloat, Int, Unicode
+
+from flame_jupyter.calls import apply_records
+from flame_jupyter.capture import CaptureError
+from flame_jupyter.errors import FlameJupyterError
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "KI": 2**10,
+    "MI": 2**20,
+    "GI": 2**30,
+    "TI": 2**40,
+}
+_SERVICE_USAGE = "usage: %flame_service [options] NAME = EXPR   (e.g. %flame_service counter = Counter(10))"
+_ASSIGN = re.compile(r"(?:^|\s)([A-Za-z_]\w*)\s*=(?!=)")
+
+
+def parse_memory(text: str | None) -> int | None:
+    """``"2Gi"`` -> 2147483648, ``"512M"`` -> 512000000, ``"1024"`` -> 1024 bytes."""
+    if text is None:
+        return None
+    m = _MEMORY.match(text)
+    if not m:
+        raise UsageError(f"--memory {text!r}: use a size like 512Mi, 2Gi, 4G or a number of bytes")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+
+
+def resources(cpu: int | None, memory: str | None) -> Any:
+    """Flame's ResourceRequirement for ``--cpu/--memory`` (None when neither is given)."""
+    if cpu is None and memory is None:
+        return None
+    from flamepy.core.types import ResourceRequirement
+
+    if cpu is not None and cpu < 1:
+        raise UsageError(f"--cpu {cpu}: ask for at least 1 CPU")
+    return ResourceRequirement(cpu=cpu or 1, memory=parse_memory(memory) or 1024**3)
+
+
+@magics_class
+class FlameMagics(Magics):
+    """Run notebook code on Flame."""
+
+    block = Bool(True, help="Wait for %%flame cells to finish (else return the future at once).").tag(
+        config=True
+    )
+    timeout = CFloat(0.0, help="Default %%flame timeout in seconds (0 = none).").tag(config=True)
+    app = Unicode("", help="Flame application name of this kernel ('' = unique per kernel).").tag(config=True)
+    stream_output = Bool(True, help="Print remote output of blocking cells as it arrives.").tag(config=True)
+    warmup = Int(0, help="Default instances to pre-start for %flame_service.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._runner: Any = None
+        self._cells: dict[str | None, Any] = {}  # session name (None = shared) -> CellService
+        self.services: dict[str, Any] = {}  # notebook name -> Service
+        self._lock = threading.RLock()
+
+    # -- the kernel's Runner ---------------------------------------------------------------------------
+    @property
+    def runner(self) -> Any:
+        with self._lock:
+            if self._runner is None or self._runner._closed:
+                from flame_jupyter.sdk import Runner
+
+                self._runner = Runner(self.app or None)
+            return self._runner
+
+    def close_all(self) -> None:
+        """Close every service and the kernel's application (unload, shutdown)."""
+        with self._lock:
+            runner, self._runner = self._runner, None
+            self._cells.clear()
+            self.services.clear()
+        if runner is not None:
+            runner.close()
+
+    def _cell_service(self, session: str | None, res: Any) -> Any:
+        from flame_jupyter.sdk import CellService
+
+        with self._lock:
+            svc = self._cells.get(session)
+            if svc is None or svc.closed:
+                name = f"%%flame --session {session}" if session else "%%flame"
+                svc = CellService(self.runner, name, session=session, resources=res)
+                self._cells[session] = svc
+            return svc
+
+    # -- %%flame -------------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument(
+        "-o",
+        "--out",
+        default="",
+        metavar="NAMES",
+        help="Names assigned in the cell to bind back into the notebook, comma-separated: -o model,score",
+    )
+    @argument(
+        "--block",
+        dest="block",
+        action="store_const",
+        const=True,
+        default=None,
+        help="Wait for the cell to finish, printing its output live (default: FlameMagics.block).",
+    )
+    @argument(
+        "--no-block",
+        dest="block",
+        action="store_const",
+        const=False,
+        help="Return the ObjectFuture at once; it updates live.",
+    )
+    @argument(
+        "-t",
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Cancel the remote work after SECONDS (default: FlameMagics.timeout).",
+    )
+    @argument(
+        "-l", "--label", default=None, help="A name for this run, shown in its widget and the status panel."
+    )
+    @argument(
+        "--cpu", type=int, default=None, help="CPUs to request for the executor (Flame ResourceRequirement)."
+    )
+    @argument("--memory", default=None, metavar="SIZE", help="Memory to request, e.g. 512Mi, 2Gi.")
+    @argument(
+        "-s",
+        "--session",
+        default=None,
+        metavar="NAME",
+        help="Run on a named session: one executor whose namespace persists across cells with the same NAME.",
+    )
+    @cell_magic
+    def flame(self, line: str, cell: str) -> Any:
+        """Run this cell on a Flame executor; its value is an ObjectFuture.
+
+        Notebook functions, classes and values the cell uses travel with it; ``print`` and
+        ``display`` output streams back while it runs; ``flame_jupyter.progress(i, n)`` drives a
+        progress bar. The interrupt button cancels the remote work.
+
+        Examples
+        --------
+        In [1]: %%flame
+           ...: total = sum(i * i for i in range(10**6))
+           ...: total
+        Out[1]: <ObjectFuture %%flame done 0.4s> (get() -> 333332833333500000)
+
+        In [2]: %%flame --no-block -o model --cpu 2 --memory 4Gi --label train
+           ...: model = train(data)
+
+        In [3]: %%flame --session prep
+           ...: cache = load_big_table()        # stays on the executor
+
+        In [4]: %%flame --session prep
+           ...: len(cache)                      # same executor, same namespace
+        """
+        args = parse_argstring(self.flame, line)
+        return self.run_cell(cell, args)
+
+    def run_cell(self, cell: str, args: Any) -> Any:
+        """The one execution path behind every %%flame option."""
+        outputs = [n.strip() for n in (args.out or "").split(",") if n.strip()]
+        for name in outputs:
+            if not name.isidentifier():
+                raise UsageError(f"-o/--out: {name!r} is not a Python name")
+        block = self.block if args.block is None else args.block
+        timeout = args.timeout if args.timeout is not None else (self.timeout or None)
+        if timeout is not None and timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
+        res = resources(args.cpu, args.memory)
+        shell = self.shell
+        source = shell.transform_cell(cell) if shell is not None else cell
+        count = getattr(shell, "execution_count", 0)
+        label = args.label or (f"%%flame In[{count}]" if count else "%%flame")
+        try:
+            captured = self.runner.capturer.capture_cell(
+                source,
+                shell.user_ns,
+                outputs=outputs,
+                filename=f"<flame cell In[{count}]>",
+                namespace_id=f"session:{args.session}" if args.session else None,
+            )
+        except CaptureError as e:
+            raise UsageError(str(e)) from None
+        except SyntaxError as e:
+            raise UsageError(f"%%flame: the cell has a syntax error: {e}") from None
+        fut = self._cell_service(args.session, res).run(captured, label=label)
+        if outputs:
+            ns = shell.user_ns
+            fut.add_done_callback(lambda f: _bind_outputs(f, ns))
+        if timeout is not None:
+            _cancel_after(fut, timeout)
+        if block:
+            self._wait(fut)
+            if getattr(fut, "timed_out", None) is not None and fut.cancelled():
+                raise TimeoutError(
+                    f"%%flame: no result after {fut.timed_out:g} s; the remote work was cancelled"
+                ) from None
+            if fut.error is not None:
+                raise fut.error
+        return fut
+
+    def _wait(self, fut: Any) -> None:
+        """Wait for a blocking cell, streaming its output into the cell; interrupt cancels."""
+        printed = displayed = 0
+        try:
+            while not fut.wait(0.1):
+                printed, displayed = self._stream(fut, printed, displayed)
+        except KeyboardInterrupt:
+            fut.cancel()
+            print("flame_jupyter: interrupted; the remote work was asked to stop.", file=sys.stderr)
+            raise
+        if fut.call is not None:
+            apply_records(fut, fut.call.poll())  # whatever arrived with the end of the call
+        self._stream(fut, printed, displayed)
+
+    def _stream(self, fut: Any, printed: int, displayed: int) -> tuple[int, int]:
+        if not self.stream_output:
+            return printed, displayed
+        for stream, text in fut.output[printed:]:
+            (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+        for bundle in fut.displays[displayed:]:
+            from IPython.display import display
+
+            display(bundle, raw=True)
+        return len(fut.output), len(fut.displays)
+
+    # -- %flame_service ------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument(
+        "--autoscale",
+        dest="autoscale",
+        action="store_const",
+        const=True,
+        default=None,
+        help="Start instances as calls queue up (default for functions and classes).",
+    )
+    @argument(
+        "--no-autoscale",
+        dest="autoscale",
+        action="store_const",
+        const=False,
+        help="A fixed number of instances (--warmup, default 1).",
+    )
+    @argument("--warmup", type=int, default=None, help="Instances to start right away.")
+    @argument("--cpu", type=int, default=None, help="CPUs per instance (Flame ResourceRequirement).")
+    @argument("--memory", default=None, metavar="SIZE", help="Memory per instance, e.g. 2Gi.")
+    @argument(
+        "--snapshot",
+        action="store_true",
+        help="Freeze the notebook globals the code uses now, instead of sending current values with every call.",
+    )
+    @argument("--list", action="store_true", help="List this kernel's services.")
+    @argument("--close", default=None, metavar="NAME", help="Close the service bound to NAME.")
+    @argument("--close-all", action="store_true", help="Close every service of this kernel.")
+    @line_magic
+    def flame_service(self, line: str) -> Any:
+        """Make a remote service from a notebook function, class or instance.
+
+        ``%flame_service NAME = EXPR`` evaluates EXPR in the notebook, serves it on Flame and
+        binds NAME to the service; calling it (or its methods) returns ObjectFutures.
+
+        Examples
+        --------
+        In [1]: %flame_service scorer = score
+        In [2]: scorer(3).get()
+        Out[2]: 9
+
+        In [3]: %flame_service counter = Counter(10)
+        In [4]: counter.add(1); counter.add(3).get()
+        Out[4]: 14
+
+        In [5]: %flame_service --no-autoscale --warmup 2 --cpu 1 --memory 2Gi model = Model
+        In [6]: %flame_service --list
+        In [7]: %flame_service --close counter
+        """
+        m = _ASSIGN.search(line)
+        opts_text = line[: m.start(1)] if m else line
+        try:
+            args = parse_argstring(self.flame_service, opts_text)
+        except UsageError as e:
+            if m is None and "unrecognized arguments" in str(e):
+                raise UsageError(_SERVICE_USAGE) from None
+            raise
+        if args.list:
+            return self._list_services()
+        if args.close_all:
+            for name in list(self.services):
+                self._close_service(name)
+            return None
+        if args.close:
+            if args.close not in self.services:
+                raise UsageError(
+                    f"%flame_service --close: no service named {args.close!r} (see %flame_service --list)"
+                )
+            self._close_service(args.close)
+            return None
+        if m is None:
+            raise UsageError(_SERVICE_USAGE)
+        name, expr = m.group(1), line[m.end() :].strip()
+        if not expr:
+            raise UsageError(f"%flame_service: nothing after '{name} ='")
+        try:
+            obj = self.shell.ev(expr)
+        except Exception as e:
+            raise UsageError(f"%flame_service: cannot evaluate {expr!r}: {type(e).__name__}: {e}") from None
+        if args.warmup is not None and args.warmup < 0:
+            raise UsageError("--warmup must be 0 or more")
+        res = resources(args.cpu, args.memory)
+        try:
+            captured = self.runner.capturer.capture(obj, snapshot=args.snapshot, name=expr)
+        except CaptureError as e:
+            raise UsageError(str(e)) from None
+        if not callable(obj) and args.autoscale:
+            raise UsageError(
+                "an instance is one stateful object: it cannot --autoscale (serve its class instead)"
+            )
+        warmup = args.warmup if args.warmup is not None else self.warmup
+        if not callable(obj):
+            warmup = min(warmup, 1)
+        try:
+            svc = self.runner._serve(
+                captured, name=name, autoscale=args.autoscale, warmup=warmup, resources=res
+            )
+        except FlameJupyterError as e:
+            raise UsageError(str(e)) from None
+        if name in self.services:
+            self._close_service(name)
+        self.services[name] = svc
+        self.shell.user_ns[name] = svc
+        return None
+
+    def _close_service(self, name: str) -> None:
+        svc = self.services.pop(name)
+        try:
+            svc.close()
+        finally:
+            if self.shell.user_ns.get(name) is svc:
+                del self.shell.user_ns[name]
+
+    def _list_services(self) -> None:
+        if not self.services:
+            print("no services (create one with %flame_service NAME = EXPR)")
+            return
+        from flame_jupyter.registry import registry
+
+        print(
+            f"{'name':<16} {'kind':<9} {'session':<28} {'queued':>6} {'running':>7} {'done':>6} {'failed':>6}"
+        )
+        for name, svc in self.services.items():
+            info = registry.services.get(svc.session_id)
+            c = info.counts if info else {}
+            print(
+                f"{name:<16} {svc.kind:<9} {svc.session_id:<28} {c.get('queued', 0):>6} {c.get('running', 0):>7} {c.get('done', 0):>6} {c.get('failed', 0):>6}"
+            )
+
+    # -- %flame ---------------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument(
+        "action",
+        nargs="?",
+        default="status",
+        choices=["status", "connect", "start", "stop", "panel", "disconnect"],
+        help="What to do (default: status).",
+    )
+    @argument("--endpoint", default=None, help="connect: the cluster's frontend, e.g. http://flame:8080")
+    @argument("--cache", default=None, help="connect: the cluster's object cache, e.g. grpc://flame:9090")
+    @argument(
+        "--package-storage",
+        default=None,
+        metavar="URL",
+        help="connect: where Runner packages go (file:// on a shared filesystem); flamepy reads it from ~/.flame/flame.yaml only, so this writes nothing and only checks it",
+    )
+    @argument(
+        "--max-instances",
+        type=int,
+        default=None,
+        help="start: instance processes of the embedded runtime (default: cores)",
+    )
+    @line_magic("flame")
+    def flame_line(self, line: str) -> Any:
+        """The connection, the embedded runtime, and the status panel.
+
+        Examples
+        --------
+        In [1]: %flame                       # status: where flamepy points, services, futures
+        In [2]: %flame connect --endpoint http://flame:8080 --cache grpc://flame:9090
+        In [3]: %flame start --max-instances 4   # the embedded runtime
+        In [4]: %flame stop                  # close services, stop the embedded runtime
+        In [5]: %flame panel                 # the live status panel
+        """
+        args = parse_argstring(self.flame_line, line)
+        from flame_jupyter import connection
+
+        if args.action == "status":
+            return self._status()
+        if args.action == "panel":
+            from flame_jupyter.panel import panel
+
+            return panel()
+        if args.action in ("connect", "start"):
+            if args.action == "connect" and args.endpoint is None and args.cache is not None:
+                raise UsageError("%flame connect --cache needs --endpoint too")
+            if args.package_storage is not None and not args.package_storage.startswith(
+                ("file://", "http://", "https://", "grpc://", "grpcs://")
+            ):
+                raise UsageError(
+                    f"--package-storage {args.package_storage!r}: use a file://, http(s):// or grpc(s):// URL"
+                )
+            self.close_all()
+            try:
+                conn = connection.connect(
+                    args.endpoint,
+                    args.cache,
+                    embedded=True if args.action == "start" else None,
+                    max_instances=args.max_instances,
+                )
+            except FlameJupyterError as e:
+                raise UsageError(str(e)) from None
+            print(f"flame_jupyter: connected to {conn}")
+            return None
+        if args.action in ("stop", "disconnect"):
+            self.close_all()
+            connection.disconnect()
+            print(
+                "flame_jupyter: disconnected"
+                + (" (embedded runtime stopped)" if args.action == "stop" else "")
+            )
+            return None
+        raise UsageError(f"unknown action {args.action!r}")
+
+    def _status(self) -> None:
+        from flame_jupyter import connection
+        from flame_jupyter.registry import registry
+
+        conn = connection.current()
+        print(f"flame_jupyter: {conn if conn else 'not connected (%flame connect or %flame start)'}")
+        if self._runner is not None:
+            print(f"application: {self._runner.name}")
+        live = registry.live_futures()
+        print(f"services: {len(self.services)}  cell sessions: {len(self._cells)}  live futures: {len(live)}")
+
+
+def _bind_outputs(fut: Any, ns: dict[str, Any]) -> None:
+    if fut.error is None:
+        try:
+            ns.update(fut.outputs)
+        except Exception as e:  # noqa: BLE001 - shown, never raised from a callback thread
+            print(f"flame_jupyter: could not bind -o names: {e}", file=sys.stderr)
+
+
+def _cancel_after(fut: Any, timeout: float) -> None:
+    def fire() -> None:
+        if not fut.done():
+            fut.timed_out = timeout
+            fut.cancel()
+
+    timer = threading.Timer(timeout, fire)
+    timer.daemon = True
+    timer.start()
+    fut.add_done_callback(lambda f: timer.cancel())
