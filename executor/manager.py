@@ -145,6 +145,14 @@ class ExecutorManager:
         with self._lock:
             return [i.to_proto(self.node) for i in self._instances.values()]
 
+    def is_idle(self) -> bool:
+        """No instance is binding or running a task, and no task waits."""
+        with self._lock:
+            if any(i.state in ("binding", "running") for i in self._instances.values()):
+                return False
+        with self.store.lock:
+            return not any(s.open and s.pending for s in self.store.sessions.values())
+
     def instances(self) -> list[Instance]:
         with self._lock:
             return [

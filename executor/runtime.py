@@ -72,23 +72,31 @@ class LocalRuntime:
             return self
         s = self.settings
         try:
-            peer_check = None
+            cache_check = frontend_check = None
             if not s.allow_other_users:
                 from flame_local.peers import same_user_peer
 
-                peer_check = same_user_peer
-            self._cache = CacheServer(self.cache_store, host=s.host, port=s.cache_port, peer_check=peer_check)
+                addr: dict[str, tuple[str, int]] = {}
+                cache_check = lambda peer: same_user_peer(peer, addr.get("cache"))  # noqa: E731
+                frontend_check = lambda peer: same_user_peer(peer, addr.get("frontend"))  # noqa: E731
+            self._cache = CacheServer(
+                self.cache_store, host=s.host, port=s.cache_port, peer_check=cache_check
+            )
             self._cache.start()
             self.cache_endpoint = self._cache.endpoint
+            if cache_check is not None:
+                addr["cache"] = (_loopback_ip(s.host), self._cache.port)
 
             self.store = Store(max_closed_sessions=s.max_closed_sessions, on_change=self._poke)
             self._server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="flame-local-rpc"),
-                interceptors=[_peer_interceptor(peer_check)] if peer_check else None,
+                interceptors=[_peer_interceptor(frontend_check)] if frontend_check else None,
             )
             port = self._server.add_insecure_port(f"{_grpc_host(s.host)}:{s.port}")
             if port == 0:
                 raise OSError(f"cannot listen on {s.host}:{s.port}")
+            if frontend_check is not None:
+                addr["frontend"] = (_loopback_ip(s.host), port)
             self.endpoint = f"http://{s.host}:{port}"
             self._socket_dir = Path(
                 tempfile.mkdtemp(prefix="flk-", dir="/tmp" if os.path.isdir("/tmp") else None)
@@ -157,6 +165,10 @@ class LocalRuntime:
 
     def _read_own_cache_object(self, key: str) -> bytes:
         return self.cache_store.read_bytes(key)
+
+
+def _loopback_ip(host: str) -> str:
+    return "127.0.0.1" if host == "localhost" else host
 
 
 def _grpc_host(host: str) -> str:

@@ -5,7 +5,8 @@ The pool keeps ``size`` interpreters that did those imports (:mod:`flame_local.w
 an instance whose command is ``<runtime python> -m <module> ...`` takes one and hands it its
 environment, working directory and log files instead of starting from nothing.  Anything else
 (another interpreter, extra ``PYTHON*`` variables, installed dependencies that could shadow the
-preloaded modules) starts cold, as before.
+preloaded modules) starts cold, as before. A replacement is warmed only while the runtime is
+idle, so warming never takes CPU from running tasks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flame_local.instances import orphan_guard
@@ -24,9 +27,12 @@ _START_ENV_KEYS = ("PYTHONPATH",)
 class WarmPool:
     """Keeps ``size`` warm interpreters of ``python``; thread-safe."""
 
-    def __init__(self, python: str, size: int, env: dict[str, str]) -> None:
+    def __init__(
+        self, python: str, size: int, env: dict[str, str], idle: Callable[[], bool] | None = None
+    ) -> None:
         self.python = python
         self.size = size
+        self._idle = idle or (lambda: True)
         self._env = {k: v for k, v in env.items() if k not in _START_ENV_KEYS}
         self._ready: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
@@ -108,6 +114,8 @@ class WarmPool:
                     self._ready = [p for p in self._ready if p.poll() is None]
                     if len(self._ready) >= self.size:
                         break
+                if not self._wait_idle():
+                    return
                 proc = self._spawn()
                 if proc is None:
                     return
@@ -117,6 +125,17 @@ class WarmPool:
                         proc.wait(5)
                         return
                     self._ready.append(proc)
+
+    def _wait_idle(self, quiet: float = 0.5, step: float = 0.1) -> bool:
+        """Wait until the runtime has run nothing for ``quiet`` seconds: warming costs a second
+        of CPU, which must not be taken from the user's tasks. False once closed."""
+        calm = 0.0
+        while calm < quiet:
+            if self._closed:
+                return False
+            calm = calm + step if self._idle() else 0.0
+            time.sleep(step)
+        return not self._closed
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         argv, preexec = orphan_guard([self.python, "-m", "flame_local.warm_instance"])

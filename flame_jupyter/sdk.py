@@ -36,6 +36,7 @@ from flame_jupyter.connection import ensure_connected
 from flame_jupyter.errors import FlameJupyterError, explain
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.registry import ServiceInfo, registry
+from flame_jupyter.remote import cheap_digest
 from flame_jupyter.tracker import tracker
 
 _cwd_lock = threading.Lock()
@@ -104,6 +105,8 @@ class Runner:
         self.capturer = capturer or Capturer(store=FlameObjectStore(key_prefix=f"{self.name}/shared"))
         self.services: list[Service] = []
         self._closed = False
+        self._offloaded: dict[str, Any] = {}
+        self._offload_lock = threading.Lock()
 
     def service(
         self,
@@ -139,6 +142,27 @@ class Runner:
         svc = Service(self, captured, fp, name or captured.name)
         self.services.append(svc)
         return svc
+
+    def offload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Large arguments go to the object cache once (by content) and travel as ObjectRefs,
+        which the stock runpy service resolves: task messages stay small (Flame caps them at
+        4 MiB) and a value passed again is not uploaded again."""
+        threshold = self.capturer.threshold
+
+        def conv(value: Any) -> Any:
+            digest = cheap_digest(value, threshold)
+            if digest is None:
+                return value
+            with self._offload_lock:
+                ref = self._offloaded.get(digest)
+                if ref is None:
+                    from flamepy.core import put_object
+
+                    ref = put_object(f"{self.name}/shared", value)
+                    self._offloaded[digest] = ref
+            return ref
+
+        return tuple(conv(a) for a in args), {k: conv(v) for k, v in kwargs.items()}
 
     # -- many futures ---------------------------------------------------------------------------------
     get = staticmethod(_futures.get)
@@ -210,6 +234,7 @@ class Service:
         if self.closed:
             raise FlameJupyterError(f"service {self.name!r} is closed")
         new_args, new_kwargs = self._captured.prepare_call(args, kwargs)
+        new_args, new_kwargs = self._runner.offload(new_args, new_kwargs)
         channel = CallChannel(self.app, self.session_id, self._runner.cache_endpoint)
         new_kwargs.update(channel.kwarg())
         target = self._fp if method is None else getattr(self._fp, method)
