@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+import types
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-RESULT_INFO_MIME = (
-    "application/vnd.flame.result-info+json"  # optional {"type": str, "size": int} in a preview
-)
+# optional {"type": str, "size": int} in a remote preview
+RESULT_INFO_MIME = "application/vnd.flame.result-info+json"
+SIZE_MIME = "application/x-flame-size"  # the estimated result size the SDK adds to a remote preview
 TERMINAL = ("done", "failed", "cancelled")
 
 OUTPUT_TAIL_CHARS = 6_000  # stdout/stderr kept in a view (the tail)
@@ -254,13 +255,15 @@ def _formatter() -> Any:
 
 
 def result_info(preview: Mapping[str, Any]) -> str:
-    """'DataFrame · 12.0 KB' from a preview's optional result-info record."""
+    """'DataFrame · 12.0 KB' from what a remote preview says about the result (type, size)."""
     info = preview.get(RESULT_INFO_MIME)
-    if not isinstance(info, Mapping):
-        return ""
+    info = info if isinstance(info, Mapping) else {}
+    size = info.get("size", preview.get(SIZE_MIME))
     parts = [str(info["type"])] if info.get("type") else []
-    if isinstance(info.get("size"), (int, float)) and info["size"] >= 0:
-        parts.append(human_size(int(info["size"])))
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 0:
+        parts.append(f"≈ {human_size(int(size))}" if not parts else human_size(int(size)))
+    if parts:
+        parts.append("preview made remotely; .get() fetches the result")
     return " · ".join(parts)
 
 
@@ -408,3 +411,17 @@ def bundle_html(bundle: Mapping[str, Any]) -> str:
     if "text/plain" in bundle:
         return f"<pre>{html.escape(str(bundle['text/plain']))}</pre>"
     return ""
+
+
+class _CallableDisplayModule(types.ModuleType):
+    """``flame_jupyter.display`` is also the SDK's ``display()`` (remote rich output): once this
+    module is imported, Python binds the package attribute ``flame_jupyter.display`` to it, so it
+    forwards calls to that function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from flame_jupyter.remote import display as remote_display
+
+        return remote_display(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableDisplayModule

@@ -140,7 +140,9 @@ class ObjectFuture(_FlamepyObjectFuture):
         if self._error is not None:
             raise self._error
         if not self._result_loaded:
-            self._result = super().get()
+            from flame_jupyter.results import fetch
+
+            self._result = fetch(super().ref())
             self._result_loaded = True
         return self._result
 

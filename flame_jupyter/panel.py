@@ -18,8 +18,10 @@ import collections
 import html
 import ipaddress
 import os
+import sys
 import threading
 import time
+import types
 from typing import Any
 from urllib.parse import urlparse
 
@@ -238,7 +240,7 @@ def merge_status(kernel: dict[str, Any], flame: dict[str, Any] | None) -> dict[s
                     "flame": "not started from this kernel's registry",
                 }
             )
-    merged["runtime"] = flame.get("runtime", "")
+    merged["runtime"] = flame.get("runtime") or _connection_mode()[1]
     merged["instances"] = flame.get("instances", [])
     merged["show_instances"] = bool(flame.get("show_instances"))
     merged["flame_error"] = flame.get("flame_error", "")
@@ -364,3 +366,15 @@ def panel(*, widget: bool | None = None) -> Any:
         if _panel is None or _panel.comm is None:
             _panel = PanelWidget()
         return _panel
+
+
+class _CallablePanelModule(types.ModuleType):
+    """``flame_jupyter.panel`` is both this module and the function: once the module is imported,
+    Python binds the package attribute ``flame_jupyter.panel`` to the module, so the module itself
+    answers ``flame_jupyter.panel()``."""
+
+    def __call__(self, *, widget: bool | None = None) -> Any:
+        return panel(widget=widget)
+
+
+sys.modules[__name__].__class__ = _CallablePanelModule

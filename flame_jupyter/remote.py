@@ -556,6 +556,19 @@ def _class_tracker_id(cls: type) -> str:
     return tid
 
 
+def class_for_tracker_id(tid: str) -> type | None:
+    """The class that :func:`_class_tracker_id` named ``tid`` in this process, if any."""
+    if not tid.startswith("fj-"):
+        return None
+    ids = getattr(_rt(), "class_ids", None)
+    if ids is None:
+        return None
+    for cls, known in list(ids.items()):
+        if known == tid:
+            return cls
+    return None
+
+
 class Loader:
     """Inverse of :class:`Dumper`: loads dill bytes into the namespace ``ns``."""
 

@@ -143,7 +143,9 @@ class Runner:
         self.services.append(svc)
         return svc
 
-    def offload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def offload(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Large arguments go to the object cache once (by content) and travel as ObjectRefs,
         which the stock runpy service resolves: task messages stay small (Flame caps them at
         4 MiB) and a value passed again is not uploaded again."""

@@ -16,6 +16,7 @@ Example
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from flame_jupyter.widgets.pump import Pump, pump
 
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
+
+SETTLE_GRACE = 3.0  # seconds a finished future is still watched for late output / a remote preview
 
 SNAPSHOT_KEYS = (
     "state",
@@ -82,6 +85,7 @@ class FutureWidget(FlameWidget):
         self._fetched: dict[str, Any] | None = None
         self._fetching = False
         self._detached = False
+        self._terminal_at: float | None = None
         snap = self._snapshot(future)
         super().__init__(**snap, **kwargs)
         self._sent_state = snap["state"]
@@ -125,24 +129,45 @@ class FutureWidget(FlameWidget):
             self._settle(future)
 
     def _settle(self, future: ObjectFuture) -> None:
-        """Finished: fetch a preview if needed (in the background), then stop watching."""
+        """Finished: fetch a small result's preview (in the background), then stop watching.
+
+        The last output records and a large result's remote preview can arrive just *after* the
+        future finished (the tracker reads the call's stream once more), so the widget keeps
+        listening until the stream is closed (``future.streams_closed``, when the SDK provides it;
+        a future without a call channel has nothing more to say) or ``SETTLE_GRACE`` seconds passed,
+        and until its own preview fetch is over. Then it unsubscribes and drops the future.
+        """
+        now = time.monotonic()
+        if self._terminal_at is None:
+            self._terminal_at = now
+            if not self._stream_closed(future):
+                self._pump.request(self, delay=SETTLE_GRACE)
         if (
             future.state == "done"
             and not future.preview
+            and not self._fetching
             and self._fetched is None
             and not getattr(future, "_result_loaded", False)
         ):
-            if not self._fetching:
-                self._fetching = True
-                self._pump.submit(self._fetch, future)
+            self._fetching = True
+            self._pump.submit(self._fetch, future)
+        if self._fetching:
             return
-        self._detach()
+        if self._stream_closed(future) or now - self._terminal_at >= SETTLE_GRACE:
+            self._detach()
+
+    @staticmethod
+    def _stream_closed(future: ObjectFuture) -> bool:
+        return future.call is None or bool(getattr(future, "streams_closed", False))
 
     def _fetch(self, future: ObjectFuture) -> None:
         try:
-            self._fetched = fetch_preview(future)
-        finally:
-            self._pump.request(self, urgent=True)
+            fetched = fetch_preview(future)
+        except Exception as e:  # noqa: BLE001 - fetch_preview does not raise; belt and braces
+            fetched = {"result": {}, "result_info": f"result not previewed ({type(e).__name__})"}
+        self._fetched = fetched
+        self._fetching = False
+        self._pump.request(self, urgent=True)
 
     def _detach(self) -> None:
         future, self._future = self._future, None
@@ -150,6 +175,14 @@ class FutureWidget(FlameWidget):
         if future is not None:
             future.remove_listener(self._on_future)
         self._pump.forget(self)
+
+    def reattach(self, future: ObjectFuture) -> None:
+        """Watch ``future`` again (it is displayed again); settles again once up to date."""
+        self._future = future
+        self._detached = False
+        self._terminal_at = None
+        future.add_listener(self._on_future)
+        self._pump.request(self, urgent=True)
 
     def close(self) -> None:
         self._detach()
@@ -190,4 +223,6 @@ def widget_for(future: ObjectFuture) -> FutureWidget:
         if widget is None or widget.comm is None:
             widget = FutureWidget(future)
             _widgets[future] = widget
+        elif not widget.watching:
+            widget.reattach(future)  # shown again: pick up anything that arrived since
         return widget

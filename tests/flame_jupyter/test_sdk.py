@@ -228,3 +228,34 @@ def test_many_futures_helpers_and_async_runner(tmp_path: Path, script_env: dict[
         "ObjectRef",
         "3",
     ]
+
+
+def test_notebook_classes_come_back_as_themselves(tmp_path: Path, script_env: dict[str, str]) -> None:
+    out = run_script(
+        tmp_path,
+        script_env,
+        """
+        from dataclasses import dataclass
+        from enum import Enum
+
+        @dataclass
+        class Point:
+            x: float
+            y: float
+
+        class Color(Enum):
+            RED = 1
+            BLUE = 2
+
+        def scale(p, k):
+            return Point(p.x * k, p.y * k)
+
+        with fj.Runner() as rr:
+            r = rr.service(scale)(Point(1, 2), 3).get()
+            print(type(r) is Point, r == Point(3, 6))
+            c = rr.service(lambda c: [Color.BLUE, c])(Color.RED).get()
+            print(c[0] is Color.BLUE, c[1] is Color.RED)
+            print(Point(0, 1))  # the notebook class itself is untouched
+        """,
+    )
+    assert out == ["True True", "True True", "Point(x=0, y=1)"]
