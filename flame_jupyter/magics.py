@@ -73,7 +73,7 @@ class FlameMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._runner: Any = None
-        self._cells: dict[str | None, Any] = {}  # session name (None = shared) -> CellService
+        self._cells: dict[tuple[Any, ...], Any] = {}  # (session name or None, cpu, memory) -> CellService
         self.services: dict[str, Any] = {}  # notebook name -> Service
         self._lock = threading.RLock()
 
@@ -97,14 +97,25 @@ class FlameMagics(Magics):
             runner.close()
 
     def _cell_service(self, session: str | None, res: Any) -> Any:
+        """One cell service per (session, resources): cells asking for other resources get
+        their own Flame session, since resources belong to a session."""
         from flame_jupyter.sdk import CellService
 
+        key = (session, getattr(res, "cpu", None), getattr(res, "memory", None))
         with self._lock:
-            svc = self._cells.get(session)
+            svc = self._cells.get(key)
             if svc is None or svc.closed:
+                if session is not None and any(
+                    k[0] == session and not v.closed for k, v in self._cells.items()
+                ):
+                    raise UsageError(
+                        f"--session {session} already runs with other --cpu/--memory; use another name"
+                    )
                 name = f"%%flame --session {session}" if session else "%%flame"
+                if res is not None:
+                    name += f" (cpu={res.cpu}, memory={res.memory})"
                 svc = CellService(self.runner, name, session=session, resources=res)
-                self._cells[session] = svc
+                self._cells[key] = svc
             return svc
 
     # -- %%flame -------------------------------------------------------------------------------------

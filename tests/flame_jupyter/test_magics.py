@@ -307,3 +307,15 @@ def _ppid(p: Path) -> int:
         return int(p.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return -1
+
+
+def test_resources_reach_flame_session_spec(kernel: KernelSession, runtime) -> None:
+    ok(kernel, "%%flame --cpu 2 --memory 512Mi\n1")
+    sid = val(kernel, "_.session_id")
+    spec = runtime.store.get_session(sid).spec
+    assert (spec.resreq.cpu, spec.resreq.memory) == (2, 512 * 2**20)
+    ok(kernel, "%%flame\n2")
+    assert val(kernel, "_.session_id") != sid
+    ok(kernel, "%flame_service --cpu 3 --memory 1Gi rs = sum_fn")
+    spec = runtime.store.get_session(val(kernel, "rs.session_id")).spec
+    assert (spec.resreq.cpu, spec.resreq.memory) == (3, 2**30)
