@@ -319,3 +319,31 @@ def test_resources_reach_flame_session_spec(kernel: KernelSession, runtime) -> N
     ok(kernel, "%flame_service --cpu 3 --memory 1Gi rs = sum_fn")
     spec = runtime.store.get_session(val(kernel, "rs.session_id")).spec
     assert (spec.resreq.cpu, spec.resreq.memory) == (3, 2**30)
+
+
+def test_large_global_is_uploaded_once_for_two_calls_and_again_when_changed(
+    kernel: KernelSession, runtime
+) -> None:
+    """A 200 MB notebook global used by two calls travels to the object cache once."""
+    big = 200 * 2**20
+
+    def big_objects() -> list[str]:
+        return [o.key for o in runtime.cache_store.list_objects() if o.size >= big]
+
+    before = set(big_objects())
+    ok(
+        kernel,
+        "import numpy as np\nBIG = np.arange(200 * 2**20 // 8, dtype=np.float64)\ndef at(i):\n    return float(BIG[i])",
+    )
+    ok(kernel, "%flame_service big_at = at")
+    assert val(kernel, "big_at(7).get()") == 7.0
+    first = set(big_objects()) - before
+    assert len(first) == 1, first
+    assert val(kernel, "big_at(9).get()") == 9.0
+    ok(kernel, "%%flame\nfloat(BIG[11])")
+    assert val(kernel, "_.get()") == 11.0
+    assert set(big_objects()) - before == first, "an unchanged global was uploaded again"
+    ok(kernel, "BIG[7] = -1.0")
+    assert val(kernel, "big_at(7).get()") == -1.0
+    assert len(set(big_objects()) - before) == 2, "a changed global must be uploaded again"
+    ok(kernel, "del BIG\n%flame_service --close big_at")
