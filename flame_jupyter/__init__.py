@@ -40,7 +40,7 @@ _LAZY = {
     "FlameJupyterError": "flame_jupyter.errors",
     "progress": "flame_jupyter.remote",
     "display": "flame_jupyter.remote",
-    "panel": "flame_jupyter.panel",
+    "panel": "flame_jupyter.status_panel",
 }
 
 __all__ = sorted(_LAZY)

@@ -73,6 +73,7 @@ class ObjectFuture(_FlamepyObjectFuture):
         self._result_loaded = False
         self._result: Any = None
         self._cancel_requested = False
+        self.streams_closed = False  # set once the last streamed record has been read
         self.output: list[tuple[str, str]] = []  # (stream name, text), in arrival order
         self.progress: tuple[float, float, str] | None = None  # (done, total, message)
         self.displays: list[dict[str, Any]] = []  # rich display bundles from the remote code
@@ -245,6 +246,11 @@ class ObjectFuture(_FlamepyObjectFuture):
         self._notify()
 
     @property
+    def result_loaded(self) -> bool:
+        """True once the result has been fetched (``get()`` is then instant)."""
+        return self._result_loaded
+
+    @property
     def error(self) -> BaseException | None:
         """The failure, once failed or cancelled (never blocks)."""
         return self._error
@@ -258,7 +264,7 @@ class ObjectFuture(_FlamepyObjectFuture):
         return f"<ObjectFuture {self.label or self.service!r} {self.state} {self.elapsed:.1f}s task={self.task_id} session={self.session_id}>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from flame_jupyter.display import future_mimebundle
+        from flame_jupyter.views import future_mimebundle
 
         return future_mimebundle(self)
 

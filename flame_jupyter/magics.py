@@ -429,7 +429,7 @@ class FlameMagics(Magics):
         if args.action == "status":
             return self._status()
         if args.action == "panel":
-            from flame_jupyter.panel import panel
+            from flame_jupyter.status_panel import panel
 
             return panel()
         if args.action in ("connect", "start"):

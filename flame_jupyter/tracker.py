@@ -74,6 +74,8 @@ class Tracker:
         for fut in finished:
             if fut.call is not None:
                 apply_records(fut, fut.call.poll())
+            fut.streams_closed = True  # the executor flushed before finishing: nothing more comes
+            fut._notify()
             with self._lock:
                 self._futures.pop(id(fut), None)
         for entries in by_session.values():

@@ -39,7 +39,14 @@ const CSS = `
   background: var(--jp-layout-color2, #f3f3f3); color: var(--jp-ui-font-color1, #222); }
 .fj-panel button { margin-left: 4px; white-space: nowrap; }
 .fj-future button:disabled, .fj-panel button:disabled { opacity: .45; cursor: default; }
-.fj-panel td.fj-session, .fj-panel td.fj-actions { white-space: nowrap; }
+.fj-panel td.fj-actions, .fj-panel td.fj-service-name { white-space: nowrap; }
+.fj-panel .fj-flame-counts { white-space: normal; }
+.fj-panel td.fj-session { min-width: 15em; }
+.fj-html.jp-RenderedHTMLCommon { padding-right: 0; }
+.fj-html.jp-RenderedHTMLCommon table { margin-left: 0; margin-right: 0; }
+.fj-panel { overflow-x: auto; }
+.fj-panel td.fj-actions button { display: block; margin: 2px 0; width: 100%; }
+.fj-panel table { max-width: 100%; }
 .fj-cancel[hidden] { display: none; }
 .fj-progress { display: flex; align-items: center; gap: 8px; margin-top: 5px; }
 .fj-progress[hidden], .fj-output[hidden], .fj-result[hidden], .fj-error[hidden], .fj-displays[hidden] { display: none; }
@@ -102,7 +109,7 @@ function renderBundle(box, bundle) {
   box.replaceChildren();
   if (!bundle) return;
   if (bundle["text/html"]) {
-    const d = h("div", "fj-html");
+    const d = h("div", "fj-html jp-RenderedHTMLCommon");  // JupyterLab / Notebook 7 table styles
     d.innerHTML = bundle["text/html"];
     box.append(d);
     return;
@@ -308,7 +315,7 @@ function renderPanel(model, el) {
     else {
       const table = h("table", "fj-services");
       const hr = h("tr");
-      for (const c of ["service", "session", ...STATES, "throughput", "on Flame", ""]) hr.append(h("th", null, c));
+      for (const c of ["service", "session", ...STATES, "rate", ""]) hr.append(h("th", null, c));
       table.append(hr);
       for (const s of services) {
         const tr = h("tr", "fj-service");
@@ -316,14 +323,17 @@ function renderPanel(model, el) {
         tr.dataset.closed = s.closed ? "true" : "false";
         const name = h("td", "fj-service-name", s.name || "");
         if (s.kind) name.append(h("span", "fj-muted", " " + s.kind));
-        tr.append(name, h("td", "fj-session", (s.session_id || "") + (s.closed ? " (closed)" : "")));
+        const sess = h("td", "fj-session", (s.session_id || "") + (s.closed ? " (closed)" : ""));
+        if (s.flame) sess.append(h("div", "fj-muted fj-flame-counts", "on Flame: " + s.flame));
+        tr.append(name, sess);
         for (const st of STATES) {
           const td = h("td", "fj-count", (s.counts || {})[st] || 0);
           td.dataset.state = st;
           tr.append(td);
         }
-        tr.append(h("td", "fj-count fj-throughput", s.throughput ? s.throughput.toFixed(2) + "/s" : "0/s"));
-        tr.append(h("td", "fj-muted fj-flame-counts", s.flame || ""));
+        const rate = h("td", "fj-count fj-throughput", s.throughput ? s.throughput.toFixed(2) + "/s" : "0/s");
+        rate.title = "tasks finished per second over the last 10 s";
+        tr.append(rate);
         const actions = h("td", "fj-actions");
         const liveCount = ((s.counts || {}).queued || 0) + ((s.counts || {}).running || 0);
         if (s.session_id && !s.closed) {
@@ -441,7 +451,11 @@ function ask(model) {
     if (msg && msg.kind === "lib") { model.off("msg:custom", onMsg); load(msg.code); }
   };
   model.on("msg:custom", onMsg);
-  model.send({ kind: "lib" });
+  try {
+    model.send({ kind: "lib" });
+  } catch (e) {
+    // no kernel (a static page): wait for a model that carries the code
+  }
 }
 export default {
   initialize({ model }) {

@@ -15,20 +15,24 @@ Example
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import traitlets as t
 
-from flame_jupyter.display import TERMINAL, future_snapshot, snapshot_html, snapshot_text
+from flame_jupyter.views import TERMINAL, future_snapshot, snapshot_html, snapshot_text
 from flame_jupyter.widgets._base import FlameWidget
 from flame_jupyter.widgets.preview import fetch_preview
 from flame_jupyter.widgets.pump import Pump, pump
 
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
+
+log = logging.getLogger(__name__)
 
 SETTLE_GRACE = 3.0  # seconds a finished future is still watched for late output / a remote preview
 
@@ -86,6 +90,8 @@ class FutureWidget(FlameWidget):
         self._fetching = False
         self._detached = False
         self._terminal_at: float | None = None
+        self._settled_callbacks: list[Callable[[FutureWidget], None]] = []
+        self._dirty = self._dirty_urgent = False
         snap = self._snapshot(future)
         super().__init__(**snap, **kwargs)
         self._sent_state = snap["state"]
@@ -104,8 +110,14 @@ class FutureWidget(FlameWidget):
         return not self._detached
 
     def _on_future(self, future: ObjectFuture) -> None:
-        # Any thread, on every change: just mark dirty (state changes first).
-        self._pump.request(self, urgent=future.state != self._sent_state)
+        # Any thread, on every change: mark dirty (state changes first). Already dirty: nothing
+        # to do, not even a lock (thousands of output/progress events a second stay cheap).
+        urgent = future.state != self._sent_state
+        if self._dirty_urgent or (self._dirty and not urgent):
+            return
+        self._dirty = True
+        self._dirty_urgent = urgent
+        self._pump.request(self, urgent=urgent)
 
     def _snapshot(self, future: ObjectFuture) -> dict[str, Any]:
         output = future.output
@@ -120,6 +132,7 @@ class FutureWidget(FlameWidget):
         future = self._future
         if future is None or self.comm is None:
             return
+        self._dirty = self._dirty_urgent = False  # cleared before reading: later changes mark again
         snap = self._snapshot(future)
         with self.hold_sync():
             for key, value in snap.items():
@@ -147,7 +160,7 @@ class FutureWidget(FlameWidget):
             and not future.preview
             and not self._fetching
             and self._fetched is None
-            and not getattr(future, "_result_loaded", False)
+            and not future.result_loaded
         ):
             self._fetching = True
             self._pump.submit(self._fetch, future)
@@ -175,6 +188,19 @@ class FutureWidget(FlameWidget):
         if future is not None:
             future.remove_listener(self._on_future)
         self._pump.forget(self)
+        callbacks, self._settled_callbacks = self._settled_callbacks, []
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:  # noqa: BLE001 - a display update must not break the pump
+                log.exception("flame_jupyter: settled callback failed")
+
+    def on_settled(self, fn: Callable[[FutureWidget], None]) -> None:
+        """Call ``fn(widget)`` once the future finished and its final state was sent."""
+        if self._detached and self._terminal_at is not None:
+            fn(self)
+        else:
+            self._settled_callbacks.append(fn)
 
     def reattach(self, future: ObjectFuture) -> None:
         """Watch ``future`` again (it is displayed again); settles again once up to date."""

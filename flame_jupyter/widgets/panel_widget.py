@@ -14,8 +14,8 @@ from typing import Any
 
 import traitlets as t
 
-from flame_jupyter.panel import flame_status, kernel_status, merge_status, status_html, status_text
 from flame_jupyter.registry import Registry, registry
+from flame_jupyter.status_panel import flame_status, kernel_status, merge_status, status_html, status_text
 from flame_jupyter.widgets._base import FlameWidget
 from flame_jupyter.widgets.pump import Pump, pump
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flame_jupyter.display import human_size, rich_bundle
+from flame_jupyter.views import human_size, rich_bundle
 
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture

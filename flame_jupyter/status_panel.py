@@ -18,15 +18,13 @@ import collections
 import html
 import ipaddress
 import os
-import sys
 import threading
 import time
-import types
 from typing import Any
 from urllib.parse import urlparse
 
-from flame_jupyter.display import error_fields, widgets_enabled
 from flame_jupyter.registry import Registry, registry
+from flame_jupyter.views import error_fields, widgets_enabled
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FAILURES_SHOWN = 10
@@ -213,7 +211,7 @@ def merge_status(kernel: dict[str, Any], flame: dict[str, Any] | None) -> dict[s
         s = sessions.get(row["session_id"])
         if s is not None:
             row["flame"] = (
-                f"{s['pending']} pending · {s['running']} running · {s['succeed']} succeeded · "
+                f"{s['pending']} pending · {s['running']} running · {s['succeed']} ok · "
                 f"{s['failed']} failed" + (" · closed" if s["state"] == "closed" else "")
             )
             if s["state"] == "closed":
@@ -366,15 +364,3 @@ def panel(*, widget: bool | None = None) -> Any:
         if _panel is None or _panel.comm is None:
             _panel = PanelWidget()
         return _panel
-
-
-class _CallablePanelModule(types.ModuleType):
-    """``flame_jupyter.panel`` is both this module and the function: once the module is imported,
-    Python binds the package attribute ``flame_jupyter.panel`` to the module, so the module itself
-    answers ``flame_jupyter.panel()``."""
-
-    def __call__(self, *, widget: bool | None = None) -> Any:
-        return panel(widget=widget)
-
-
-sys.modules[__name__].__class__ = _CallablePanelModule

@@ -8,7 +8,7 @@ only. ``FLAME_JUPYTER_WIDGETS=0`` (or :func:`set_widgets`) turns the widgets off
 
 Example
 -------
->>> from flame_jupyter.display import set_widgets
+>>> from flame_jupyter.views import set_widgets
 >>> set_widgets(False)      # plain HTML snapshots, e.g. for a notebook converted to a report
 >>> set_widgets(None)       # back to automatic
 """
@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 import time
-import types
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +85,39 @@ def future_mimebundle(future: ObjectFuture) -> dict[str, Any]:
     return {"text/plain": snapshot_text(snap), "text/html": snapshot_html(snap)}
 
 
+def show(future: ObjectFuture) -> Any:
+    """Display a future so that its *saved* output ends up final as well.
+
+    Like making the future a cell's value (live widget), plus: once the future finished, the
+    output's text/html and text/plain are replaced by the final snapshot (``update_display``), so
+    a notebook saved without widget state (nbconvert, GitHub, front ends without widgets) shows the
+    result or the error, not "running". Returns the IPython ``DisplayHandle``.
+
+    >>> from flame_jupyter.views import show
+    >>> show(scorer(3))          # doctest: +SKIP
+    """
+    from IPython.display import display
+
+    bundle = future_mimebundle(future)
+    handle = display(bundle, raw=True, display_id=True)
+    if handle is None:
+        return None
+    if WIDGET_MIME in bundle:
+        from flame_jupyter.widgets.future_widget import widget_for
+
+        widget_for(future).on_settled(lambda w: handle.update(w._repr_mimebundle_(), raw=True))
+    elif not future.done():
+
+        def finished(f: ObjectFuture) -> None:
+            if f.state in TERMINAL:
+                f.remove_listener(finished)
+                snap = future_snapshot(f)
+                handle.update({"text/plain": snapshot_text(snap), "text/html": snapshot_html(snap)}, raw=True)
+
+        future.add_listener(finished)
+    return handle
+
+
 # -- the state of a future, as plain JSON --------------------------------------------------------------
 def future_snapshot(
     future: ObjectFuture, *, result: Mapping[str, Any] | None = None, output_total: int | None = None
@@ -132,7 +164,7 @@ def future_snapshot(
         elif result is not None:
             snap["result"] = dict(result.get("result") or {})
             snap["result_info"] = str(result.get("result_info") or "")
-        elif getattr(future, "_result_loaded", False):  # the user already fetched it: free to show
+        elif future.result_loaded:  # the user already fetched it: free to show
             value = getattr(future, "_result", None)
             snap["result"] = rich_bundle(value)
             snap["result_info"] = type(value).__name__
@@ -411,17 +443,3 @@ def bundle_html(bundle: Mapping[str, Any]) -> str:
     if "text/plain" in bundle:
         return f"<pre>{html.escape(str(bundle['text/plain']))}</pre>"
     return ""
-
-
-class _CallableDisplayModule(types.ModuleType):
-    """``flame_jupyter.display`` is also the SDK's ``display()`` (remote rich output): once this
-    module is imported, Python binds the package attribute ``flame_jupyter.display`` to it, so it
-    forwards calls to that function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from flame_jupyter.remote import display as remote_display
-
-        return remote_display(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableDisplayModule
