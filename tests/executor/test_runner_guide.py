@@ -9,26 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON
-
-COUNTER = """
-class Counter:
-    def __init__(self, initial: int = 0):
-        self._count = initial
-
-    def add(self, a: int) -> int:
-        self._count = self._count + a
-        return self._count
-
-    def get_counter(self) -> int:
-        return self._count
-"""
+from tests.guide import GUIDE_DEFS
 
 EXAMPLES = {
     "function": (
         """
-        def sum_fn(a: int, b: int) -> int:
-            return a + b
-
         with Runner("my-app") as rr:
             sum_service = rr.service(sum_fn)
             result = sum_service(1, 3)
@@ -37,8 +22,7 @@ EXAMPLES = {
         ["4"],
     ),
     "class-and-instance": (
-        COUNTER
-        + """
+        """
 with Runner("counter-app") as rr:
     cnt_s = rr.service(Counter)
     cnt_s.add(1)
@@ -52,8 +36,7 @@ with Runner("counter-app") as rr:
         ["4", "14"],
     ),
     "future-as-argument": (
-        COUNTER
-        + """
+        """
 with Runner("counter-app") as rr:
     cnt_os = rr.service(Counter(10))
     cnt_os.add(1)
@@ -67,13 +50,6 @@ with Runner("counter-app") as rr:
     ),
     "two-services": (
         """
-        def sum_fn(a: int, b: int) -> int:
-            return a + b
-
-        class Calculator:
-            def multiply(self, a: int, b: int) -> int:
-                return a * b
-
         with Runner("multi-app") as rr:
             sum_service = rr.service(sum_fn)
             calc_service = rr.service(Calculator())
@@ -86,9 +62,6 @@ with Runner("counter-app") as rr:
     ),
     "keyword-arguments": (
         """
-        def greet(name: str, greeting: str = "Hello") -> str:
-            return f"{greeting}, {name}!"
-
         with Runner("greet-app") as rr:
             greet_service = rr.service(greet)
             result = greet_service(name="World", greeting="Hi")
@@ -103,7 +76,7 @@ with Runner("counter-app") as rr:
 def test_guide_example(name: str, tmp_path: Path, script_env: dict[str, str]) -> None:
     body, expected = EXAMPLES[name]
     script = tmp_path / "example.py"
-    script.write_text("from flamepy.runner import Runner\n" + textwrap.dedent(body))
+    script.write_text("from flamepy.runner import Runner\n" + GUIDE_DEFS + textwrap.dedent(body))
     proc = subprocess.run(
         [PYTHON, str(script)], cwd=tmp_path, env=script_env, capture_output=True, text=True, timeout=120
     )

@@ -9,24 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.guide import GUIDE_DEFS
 from tests.kernel_helpers import KernelSession
-
-GUIDE_DEFS = """
-def sum_fn(a: int, b: int) -> int:
-    return a + b
-
-class Counter:
-    def __init__(self, initial: int = 0):
-        self._count = initial
-    def add(self, a: int) -> int:
-        self._count = self._count + a
-        return self._count
-    def get_counter(self) -> int:
-        return self._count
-
-def greet(name: str, greeting: str = "Hello") -> str:
-    return f"{greeting}, {name}!"
-"""
 
 
 def _kernel_env(home: Path, runtime=None) -> dict[str, str]:

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import PYTHON
+from tests.guide import GUIDE_DEFS
 
 NO_IPYTHON = """
 import sys
@@ -37,26 +38,9 @@ def test_runner_guide_examples_with_the_sdk(tmp_path: Path, script_env: dict[str
     out = run_script(
         tmp_path,
         script_env,
-        """
-        def sum_fn(a: int, b: int) -> int:
-            return a + b
-
-        class Counter:
-            def __init__(self, initial: int = 0):
-                self._count = initial
-            def add(self, a: int) -> int:
-                self._count = self._count + a
-                return self._count
-            def get_counter(self) -> int:
-                return self._count
-
-        class Calculator:
-            def multiply(self, a, b):
-                return a * b
-
-        def greet(name: str, greeting: str = "Hello") -> str:
-            return f"{greeting}, {name}!"
-
+        GUIDE_DEFS
+        + textwrap.dedent(
+            """
         with fj.Runner("sdk-guide") as rr:
             print(rr.service(sum_fn)(1, 3).get())
             cnt_s = rr.service(Counter)
@@ -72,7 +56,8 @@ def test_runner_guide_examples_with_the_sdk(tmp_path: Path, script_env: dict[str
             print(cnt_os.get_counter().get())
             print(rr.service(sum_fn)(5, 3).get(), rr.service(Calculator()).multiply(4, 7).get())
             print(rr.service(greet)(name="World", greeting="Hi").get())
-        """,
+        """
+        ),
     )
     assert out == ["4", "4", "14", "28", "8 28", "Hi, World!"]
 
