@@ -244,3 +244,27 @@ def test_notebook_classes_come_back_as_themselves(tmp_path: Path, script_env: di
         """,
     )
     assert out == ["True True", "True True", "Point(x=0, y=1)"]
+
+
+def test_cancel_of_code_stuck_in_c_is_still_a_cancel(tmp_path: Path, script_env: dict[str, str]) -> None:
+    out = run_script(
+        tmp_path,
+        script_env,
+        """
+        import time
+        with fj.Runner() as rr:
+            svc = rr.service(lambda s: time.sleep(s))  # one C call: no bytecode to interrupt
+            f = svc(60)
+            deadline = time.monotonic() + 60
+            while f.state != "running" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            t = time.monotonic()
+            f.cancel()
+            try:
+                f.get(timeout=30)
+            except fj.CancelledError:
+                print("cancelled", f.state, time.monotonic() - t < 20)
+            print(svc(0).get())
+        """,
+    )
+    assert out == ["cancelled cancelled True", "None"]
