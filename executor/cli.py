@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 STATE_FILE = Path.home() / ".flame" / "local" / "runtime.json"
@@ -33,7 +33,7 @@ def write_flame_yaml(endpoint: str, cache_endpoint: str) -> str:
             f"{FLAME_YAML} exists and is yours, so it was left alone; point flamepy at the runtime with\n"
             f'  eval "$(flame-local env)"'
         )
-    FLAME_YAML.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dirs(FLAME_YAML.parent)
     text = (
         f"{MARKER}\n"
         "current-context: flame-local\n"
@@ -75,8 +75,19 @@ def _is_runtime(pid: int) -> bool:
         return False
 
 
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents as 0700 (``mkdir(parents=True)`` gives the parents
+    the umask's mode, e.g. a world-readable ~/.flame)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+
+
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dirs(path.parent)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -137,9 +148,20 @@ def _serve_foreground(args: argparse.Namespace) -> int:
     settings = RuntimeSettings(port=args.port, cache_port=args.cache_port, home=args.home)
     if args.max_instances:
         settings.max_instances = args.max_instances
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # Signal handlers run between bytecodes of the main thread, possibly inside a lock it holds:
+    # they only set flags (never Event.set, which takes a lock), and the loop below polls them.
+    flags = {"done": False, "orphaned": False}
+
+    def on_stop(*_: object) -> None:
+        flags["done"] = True
+
+    def on_orphaned(*_: object) -> None:
+        flags["orphaned"] = flags["done"] = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if args.owned:  # SIGHUP is our parent-death signal (see flame_local.process)
+        signal.signal(signal.SIGHUP, on_orphaned)
     rt = LocalRuntime(settings).start()
     try:
         info = {
@@ -157,10 +179,16 @@ def _serve_foreground(args: argparse.Namespace) -> int:
             )
             if not args.no_config:
                 print(write_flame_yaml(rt.endpoint, rt.cache_endpoint), flush=True)
-        while not done.wait(1.0):
-            pass
+        while not flags["done"]:
+            time.sleep(0.2)
     finally:
-        rt.stop()
+        # The process that started us died (a killed kernel): no one waits for results, and no
+        # one will remove our log dir.
+        rt.stop(grace=0.0 if flags["orphaned"] else None)
+        if flags["orphaned"] and args.ready_file:
+            from flame_local.process import remove_state_dir
+
+            remove_state_dir(str(Path(args.ready_file).parent / "runtime.log"))
     return 0
 
 
@@ -267,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-port", type=int, default=0, help="object cache port (default: a free one)")
     s.add_argument("--no-config", action="store_true", help="do not write ~/.flame/flame.yaml")
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
+    s.add_argument("--owned", action="store_true", help=argparse.SUPPRESS)  # dies with its parent
     s.set_defaults(fn=cmd_start)
     sub.add_parser("status", help="is it running, and what it runs").set_defaults(fn=cmd_status)
     st = sub.add_parser("stop", help="stop the background runtime")

@@ -25,6 +25,7 @@ from flamepy.proto import shim_pb2, shim_pb2_grpc, types_pb2
 if TYPE_CHECKING:
     from flame_local.warm import WarmPool
 
+_RUNPY_NOISE = "RuntimeWarning: 'flamepy.runner.runpy' found in sys.modules"
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PR_SET_PDEATHSIG = 1
 
@@ -117,6 +118,7 @@ class InstanceProcess:
         self._channel: grpc.Channel | None = None
         self._stub: shim_pb2_grpc.InstanceStub | None = None
         self.warm = False
+        self.ended_by_runtime = False  # kill_group() ended it (the runtime is stopping)
 
     @property
     def pid(self) -> int | None:
@@ -186,11 +188,14 @@ class InstanceProcess:
         return f"instance process {how} {when}" + (f"; stderr: {tail}" if tail else "")
 
     def stderr_tail(self, limit: int = 600) -> str:
+        """The end of the instance's stderr, on one line, without the warning every
+        ``python -m flamepy.runner.runpy`` prints (it would hide the real error)."""
         try:
-            data = self.stderr_path.read_bytes()[-limit:]
+            data = self.stderr_path.read_bytes()[-(limit + 1024) :]
         except OSError:
             return ""
-        return data.decode("utf-8", "replace").strip().replace("\n", " | ")
+        lines = [line for line in data.decode("utf-8", "replace").splitlines() if _RUNPY_NOISE not in line]
+        return "\n".join(lines).strip()[-limit:].replace("\n", " | ")
 
     def enter(self, ctx: shim_pb2.SessionContext, timeout: float) -> types_pb2.Result:
         assert self._stub is not None
@@ -209,6 +214,18 @@ class InstanceProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a dying process to exit (so its end can be described)."""
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def kill_group(self) -> None:
+        """SIGKILL the process group now (from another thread; the owner still reaps it)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.ended_by_runtime = True
+            _signal_group(self.proc.pid, signal.SIGKILL)
 
     def exit_description(self) -> str:
         rc = self.proc.poll() if self.proc else None

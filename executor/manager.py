@@ -123,6 +123,10 @@ class ExecutorManager:
         self._ids = itertools.count(1)
         self._wake = threading.Event()
         self._stopping = False
+        self._stop_grace = 0.0
+        self._procs: dict[str, InstanceProcess] = {}  # bound instances' processes, by instance id
+        self._log_sessions: set[str] = set()  # sessions with a log dir under logs/sessions
+        self._app_tmp: set[str] = set()  # applications with a work/<app>/tmp dir
         self._thread = threading.Thread(target=self._schedule_loop, name="flame-local-scheduler", daemon=True)
         self.warm: WarmPool | None = None
         if settings.warm_instances > 0:
@@ -161,16 +165,24 @@ class ExecutorManager:
             ]
 
     def stop(self, grace: float) -> None:
-        """Stop scheduling, let running tasks finish for up to ``grace`` seconds, then end every
-        instance process."""
+        """Stop scheduling and fail pending tasks, let running tasks finish for up to ``grace``
+        seconds (their watchers see them end), then end every instance process."""
         self._stopping = True
+        self._stop_grace = grace
         self._wake.set()
         deadline = time.monotonic() + grace
         for inst in list(self._instances.values()):
             inst.evict = True
-        self.store.shutdown()
+        self.store.drain("the flame-local runtime stopped before this task started")
         for t in list(self._threads.values()):
-            t.join(max(0.0, deadline - time.monotonic()) + 5.0)
+            t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = list(self._procs.values())
+        for proc in left:  # still running after the grace period: end it (its task fails)
+            proc.kill_group()
+        for t in list(self._threads.values()):
+            t.join(5.0)
+        self.store.shutdown()  # watchers still waiting (nothing should be) end with UNAVAILABLE
         self._thread.join(5.0)
         if self.warm is not None:
             self.warm.close()
@@ -236,6 +248,7 @@ class ExecutorManager:
             self._evict_idle(starved, {item[0] for item in wanting if item[2] > 0})
         self._forget_retry_marks({d[1] for d in demand})
         self._forget_stale_installs({inst.app for inst in live})
+        self._forget_stale_logs()
 
     def _forget_stale_installs(self, in_use: set[str]) -> None:
         """Remove installed packages of applications that were unregistered or re-registered."""
@@ -245,8 +258,34 @@ class ExecutorManager:
             stale = [k for k in self._installs if k not in current and k[0] not in in_use]
             for k in stale:
                 del self._installs[k]
+        names = {name for name, _ in current}
         for name, generation in stale:
             shutil.rmtree(self.home / "apps" / f"{_safe(name)}-{generation}", ignore_errors=True)
+            if name not in names:
+                (self.home / "logs" / "install" / f"{_safe(name)}.log").unlink(missing_ok=True)
+        with self._lock:
+            gone = [n for n in self._app_tmp if n not in names and n not in in_use]
+            self._app_tmp.difference_update(gone)
+        for name in gone:  # the TMPDIR of an unregistered application's instances
+            shutil.rmtree(self.home / "work" / _safe(name), ignore_errors=True)
+
+    def _forget_stale_logs(self) -> None:
+        """Remove the instance logs of sessions the runtime has forgotten (deleted, their app
+        unregistered, or dropped past ``max_closed_sessions``): logs live as long as the session's
+        record, so the home does not grow with every session ever opened."""
+        if not self._log_sessions:
+            return
+        with self.store.lock:
+            known = set(self.store.sessions)
+        with self._lock:
+            busy = {i.session_id for i in self._instances.values()}
+            stale = [sid for sid in self._log_sessions if sid not in known and sid not in busy]
+            self._log_sessions.difference_update(stale)
+        if stale:
+            kept = {_safe(sid) for sid in known | busy}
+            for sid in stale:
+                if _safe(sid) not in kept:
+                    shutil.rmtree(self.home / "logs" / "sessions" / _safe(sid), ignore_errors=True)
 
     def _evict_idle(self, count: int, waiting: set[str]) -> None:
         """Release idle instances of sessions without pending work to make room for others."""
@@ -308,6 +347,8 @@ class ExecutorManager:
                 return
             inst.state = "bound"
             inst.pid = proc.pid
+            if self._stopping:
+                return
             self._serve(inst, app, proc)
         except Exception:  # noqa: BLE001 - an instance thread must never take the runtime down
             log.exception("instance %s failed", inst.id)
@@ -321,6 +362,7 @@ class ExecutorManager:
             with self._lock:
                 self._instances.pop(inst.id, None)
                 self._threads.pop(inst.id, None)
+                self._procs.pop(inst.id, None)
             self.poke()
 
     def _session(self, session_id: str) -> Session | None:
@@ -346,6 +388,8 @@ class ExecutorManager:
             raise BindError(RC_SHIM_FAILED, f"shim creation failed: application '{app.name}' has no command")
         argv = resolve_argv(spec.command, list(spec.arguments), env, self.home, self.python)
         log_dir = self.home / "logs" / "sessions" / _safe(inst.session_id)
+        with self._lock:
+            self._log_sessions.add(inst.session_id)
         warm_ok = env.pop(_NO_WARM, None) is None and self.warm is not None and self.warm.eligible(argv, env)
         proc = InstanceProcess(inst.id, argv, env, cwd, self.socket_dir / f"{inst.id}.sock", log_dir)
         try:
@@ -357,6 +401,8 @@ class ExecutorManager:
             raise BindError(RC_SHIM_FAILED, f"shim creation failed: {e}") from None
         inst.pid = proc.pid
         inst.warm = proc.warm
+        with self._lock:
+            self._procs[inst.id] = proc
         ctx = shim_pb2.SessionContext(
             session_id=ssn.id,
             application=shim_pb2.ApplicationContext(
@@ -374,6 +420,7 @@ class ExecutorManager:
         try:
             result = proc.enter(ctx, timeout=self.settings.bind_timeout)
         except grpc.RpcError as e:
+            proc.wait_exit(0.5)
             detail = f"{proc.exit_description()}; {e.details() if hasattr(e, 'details') else e}"
             tail = proc.stderr_tail()
             proc.stop(grace=0.5)
@@ -444,8 +491,16 @@ class ExecutorManager:
         try:
             result = proc.invoke(ctx)
         except grpc.RpcError as e:
-            time.sleep(0.05)  # let the process finish dying so we can say how it ended
-            if proc.alive():
+            proc.wait_exit(0.5)  # let the process finish dying so we can say how it ended
+            if proc.ended_by_runtime:
+                self.store.complete_task(
+                    task,
+                    False,
+                    None,
+                    f"the flame-local runtime stopped: task {task.id} of session {task.session_id} was still "
+                    f"running after the {self._stop_grace:g} s grace period and was ended",
+                )
+            elif proc.alive():
                 detail = e.details() if hasattr(e, "details") else str(e)
                 self.store.complete_task(task, False, None, f"instance {inst.id} transport error: {detail}")
             else:
@@ -482,6 +537,8 @@ class ExecutorManager:
         )
         env.pop("FLAME_CACHE_STORAGE", None)  # instances always talk to this runtime's cache
         tmp = self.home / "work" / _safe(app.name) / "tmp"
+        with self._lock:
+            self._app_tmp.add(app.name)
         tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         env.update(TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp))
         pydir = str(Path(self.python).parent)

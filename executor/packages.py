@@ -143,6 +143,7 @@ def fetch(
                 "download",
                 f"unsupported URL scheme {scheme!r} in {url!r} (supported: file, http, https, grpc, grpcs)",
             )
+        os.chmod(tmp, 0o600)
         os.replace(tmp, dest)
     except PackageError:
         tmp.unlink(missing_ok=True)
@@ -953,8 +954,10 @@ def install(
         result.log = "\n".join(log) + "\n"
         if log_path is not None:
             try:
-                Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-                Path(log_path).write_text(result.log)
+                Path(log_path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(result.log)
             except OSError:
                 pass
 

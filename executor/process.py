@@ -71,15 +71,20 @@ class RuntimeProcess:
             argv += ["--home", str(home)]
         if max_instances is not None:
             argv += ["--max-instances", str(max_instances)]
+        if die_with_parent:  # SIGHUP when the parent dies: stop at once, remove the log dir
+            argv.append("--owned")
         if die_with_parent and _SETPRIV:
-            argv = [_SETPRIV, "--pdeathsig", "TERM", "--", *argv]
-        with open(log_path, "ab") as log:
+            argv = [_SETPRIV, "--pdeathsig", "HUP", "--", *argv]
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=not die_with_parent,
+                # Its own process group always: Jupyter interrupts and kills a kernel by signalling
+                # the kernel's whole group, which must not stop (or SIGKILL) the runtime with it.
+                start_new_session=True,
+                preexec_fn=_term_with_parent if die_with_parent and not _SETPRIV else None,
             )
         deadline = time.monotonic() + timeout
         while not ready.exists():
@@ -122,6 +127,15 @@ class RuntimeProcess:
         else:
             terminate_pid(self.pid, timeout)
         remove_state_dir(self.log_path)
+
+
+def _term_with_parent() -> None:  # in the child before exec, when setpriv is missing
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGHUP)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort; the parent's atexit still stops it
+        pass
 
 
 def remove_state_dir(log_path: str) -> None:

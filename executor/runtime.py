@@ -54,6 +54,10 @@ class LocalRuntime:
             Path(tempfile.mkdtemp(prefix="flame-local-")) if settings.home is None else Path(settings.home)
         )
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sub in ("logs", "logs/sessions", "logs/install", "work", "apps"):
+            # Private whatever the home's own mode: logs and packages can hold secrets.
+            (self.home / sub).mkdir(exist_ok=True, mode=0o700)
+            os.chmod(self.home / sub, 0o700)
         self._socket_dir: Path | None = None
         self._server: grpc.Server | None = None
         self._cache: CacheServer | None = None

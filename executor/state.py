@@ -206,6 +206,7 @@ class Store:
         self._on_change = on_change or (lambda: None)
         self._generation = 0
         self.closed = False
+        self.draining = False  # stopping: no new sessions or tasks; running tasks may finish
         for name, spec in apps.default_applications().items():
             self.apps[name] = apps.Application(name=name, spec=spec)
 
@@ -496,6 +497,18 @@ class Store:
                 if s.open and s.spec.application in self.apps
             ]
 
+    def drain(self, message: str) -> None:
+        """First step of a stop: refuse new sessions and tasks, fail every pending task with
+        ``message``; running tasks go on, and their watchers still see them finish."""
+        with self.lock:
+            self.draining = True
+            for ssn in self.sessions.values():
+                while ssn.pending:
+                    self._set_state(ssn, ssn.tasks[ssn.pending.popleft()], TaskState.FAILED, message)
+                assert ssn.work is not None
+                ssn.work.notify_all()
+        self._on_change()
+
     def shutdown(self) -> None:
         with self.lock:
             self.closed = True
@@ -505,7 +518,7 @@ class Store:
                 ssn.work.notify_all()
 
     def _check_open(self) -> None:
-        if self.closed:
+        if self.closed or self.draining:
             raise unavailable("the flame-local runtime is shutting down")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,18 +118,16 @@ def connect(
         Instance processes of the embedded runtime (default: cores).
     """
     with _lock:
-        if _current is not None:
-            disconnect()
+        # Bad settings or an unreachable cluster raise before the current connection is touched.
+        conn: Connection | None = None
         if endpoint is not None:
-            if "://" not in endpoint:
-                raise FlameConfigError(f"Flame endpoint {endpoint!r} needs a scheme, e.g. http://{endpoint}")
+            check_endpoint(endpoint, timeout)
             cache = cache_endpoint or _default_cache_for(endpoint)
             conn = Connection("cluster", endpoint, cache, "argument")
-        elif embedded:
-            conn = _start_embedded(max_instances)
-        else:
+        elif not embedded:
             found = configured_cluster()
             if found is not None:
+                check_endpoint(found[0], timeout)
                 conn = Connection(
                     "cluster", found[0], cache_endpoint or found[1], found[2], package_storage=found[3]
                 )
@@ -137,8 +136,10 @@ def connect(
                     "No Flame cluster is configured: set FLAME_ENDPOINT or write ~/.flame/flame.yaml "
                     "(or allow the embedded runtime)."
                 )
-            else:
-                conn = _start_embedded(max_instances)
+        if _current is not None:
+            disconnect()
+        if conn is None:
+            conn = _start_embedded(max_instances)
         _point_flamepy(conn)
         try:
             _check_reachable(conn, timeout)
@@ -149,6 +150,32 @@ def connect(
             raise
         _set_current(conn)
         return conn
+
+
+def check_endpoint(endpoint: str, timeout: float = 10.0) -> None:
+    """Raise unless ``endpoint`` is a URL whose host accepts TCP connections (a quick check that
+    spares flamepy's 10 s channel wait, and leaves the current connection alone on a typo)."""
+    from urllib.parse import urlparse
+
+    if "://" not in endpoint:
+        raise FlameConfigError(f"Flame endpoint {endpoint!r} needs a scheme, e.g. http://{endpoint}")
+    try:
+        url = urlparse(endpoint)
+        host, port = url.hostname, url.port or 8080  # flamepy's default port, whatever the scheme
+    except ValueError as e:
+        raise FlameConfigError(f"Flame endpoint {endpoint!r} is not a valid URL: {e}") from None
+    if not host:
+        raise FlameConfigError(f"Flame endpoint {endpoint!r} has no host, e.g. http://flame:8080")
+    proxied = any(os.environ.get(v) for v in ("grpc_proxy", "https_proxy", "http_proxy"))
+    if proxied and host not in ("127.0.0.1", "localhost", "::1"):
+        return  # gRPC may reach it through the proxy only: let flamepy try
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise FlameConnectionError(
+            f"Cannot reach the Flame cluster at {endpoint}: {e.strerror or e}. Check that it runs and that "
+            "the endpoint is right, or use `%flame start` for the embedded runtime."
+        ) from None
 
 
 def ensure_connected() -> Connection:
@@ -200,11 +227,16 @@ def _restore_env() -> None:
 
 
 def _reset_flamepy_connection() -> None:
+    """Make flamepy read its configuration again: its frontend connection and the object-cache
+    context it caches separately (else the next call goes to the old cache)."""
+    from flamepy.core import cache
     from flamepy.core.client import ConnectionInstance
 
     with ConnectionInstance._lock:
         ConnectionInstance._connection = None
         ConnectionInstance._context = None
+    with cache._context_cache_lock:
+        cache._context_cache = None
 
 
 def _check_reachable(conn: Connection, timeout: float) -> None:

@@ -341,9 +341,12 @@ class FlameMagics(Magics):
         if args.warmup is not None and args.warmup < 0:
             raise UsageError("--warmup must be 0 or more")
         res = resources(args.cpu, args.memory)
+        from flame_jupyter.sdk import check_servable
+
         try:
+            check_servable(obj, expr)
             captured = self.runner.capturer.capture(obj, snapshot=args.snapshot, name=expr)
-        except CaptureError as e:
+        except (CaptureError, FlameJupyterError) as e:
             raise UsageError(str(e)) from None
         if not callable(obj) and args.autoscale:
             raise UsageError(
@@ -441,6 +444,13 @@ class FlameMagics(Magics):
                 raise UsageError(
                     f"--package-storage {args.package_storage!r}: use a file://, http(s):// or grpc(s):// URL"
                 )
+            if args.max_instances is not None and args.max_instances < 1:
+                raise UsageError(f"--max-instances {args.max_instances}: the runtime needs at least 1")
+            if args.action == "connect" and args.endpoint is not None:
+                try:  # before anything is closed: a bad endpoint changes nothing
+                    connection.check_endpoint(args.endpoint)
+                except FlameJupyterError as e:
+                    raise UsageError(str(e)) from None
             self.close_all()
             try:
                 conn = connection.connect(

@@ -80,7 +80,7 @@ def decode_failure(exc: BaseException) -> BaseException:
     record = parse(text)
     if record is None:
         if isinstance(exc, Exception) and type(exc).__name__ == "FlameError":
-            return RemoteError(text, remote_type="", remote_traceback="")
+            return RemoteError(_explain_lost_connection(text), remote_type="", remote_traceback="")
         return exc
     module, name = record.get("module", ""), record.get("type", "Exception")
     if f"{module}.{name}" == CANCELLED_TYPE or name == "Cancelled" and module == "flame_jupyter":
@@ -94,3 +94,16 @@ def decode_failure(exc: BaseException) -> BaseException:
         remote_traceback=record.get("traceback", ""),
     )
     return err
+
+
+_LOST = ("Socket closed", "failed to connect", "Connection refused", "shutting down", "Stream removed")
+
+
+def _explain_lost_connection(text: str) -> str:
+    """flamepy reports a watch that lost its server as a transport detail; say what it means."""
+    if text.startswith("failed to watch task") and any(s in text for s in _LOST):
+        return (
+            f"lost the connection to Flame while waiting for this task ({text}): the runtime stopped or "
+            "cannot be reached, so the task's outcome is unknown"
+        )
+    return text

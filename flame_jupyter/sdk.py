@@ -63,6 +63,21 @@ def _empty_cwd() -> Iterator[None]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_servable(obj: Any, name: str | None = None) -> None:
+    """A service serves a function, a class, or an instance with public methods of a class
+    that is not a builtin type (``42``, ``None``, a list: an error, before anything is sent)."""
+    if callable(obj) or isinstance(obj, Captured):
+        return
+    from flame_jupyter.capture import _public_methods
+
+    if type(obj).__module__ == "builtins" or not _public_methods(obj):
+        what = name or repr(obj)[:60]
+        raise FlameJupyterError(
+            f"cannot serve {what} ({type(obj).__name__}): a service needs a function, a class, or an "
+            "instance of your own class with public methods. Nothing was sent."
+        )
+
+
 def _flame_error(action: str, exc: Exception) -> FlameJupyterError:
     message = getattr(exc, "message", None) or str(exc)
     advice = explain(message)
@@ -125,6 +140,7 @@ class Runner:
         """
         if self._closed:
             raise FlameJupyterError(f"Runner {self.name!r} is closed")
+        check_servable(obj, name)
         captured = (
             obj if isinstance(obj, Captured) else self.capturer.capture(obj, snapshot=snapshot, name=name)
         )
@@ -268,9 +284,18 @@ class Service:
             self._fp.close()
         except Exception as e:
             raise _flame_error(f"cannot close service {self.name!r}", e) from None
+        _forget(self._runner, self._fp)
 
     def __repr__(self) -> str:
         return f"<flame_jupyter.Service {self.name!r} ({self.kind}) session={self.session_id}{' closed' if self.closed else ''}>"
+
+
+def _forget(runner: Runner, flamepy_service: Any) -> None:
+    """flamepy's Runner keeps every service to close it again at the end: drop a closed one (a
+    long notebook opens many; closing one twice fails once the runtime has forgotten it)."""
+    with contextlib.suppress(AttributeError, ValueError):
+        runner._runner._services.remove(flamepy_service)
+    runner.services = [s for s in runner.services if s._fp is not flamepy_service]
 
 
 class AsyncRunner:
@@ -379,3 +404,4 @@ class CellService:
             self.closed = True
             registry.close_service(self.session_id)
             self._fp.close()
+            _forget(self._runner, self._fp)
