@@ -123,7 +123,9 @@ class ObjectFuture(_FlamepyObjectFuture):
             if self._cancel_requested and not isinstance(self._error, CancelledError):
                 # Code stuck in C cannot be interrupted: the executor ends its instance, and Flame
                 # reports that as a failure. After a cancel request, it is the cancellation.
-                self._error = CancelledError(f"cancelled by the user (the executor had to stop: {self._error})")
+                self._error = CancelledError(
+                    f"cancelled by the user (the executor had to stop: {self._error})"
+                )
             self._state = State.CANCELLED if isinstance(self._error, CancelledError) else State.FAILED
         if self.started_at is None and self._state != State.CANCELLED:
             self.started_at = self.finished_at

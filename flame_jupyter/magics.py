@@ -119,7 +119,7 @@ class FlameMagics(Magics):
             return svc
 
     # -- %%flame -------------------------------------------------------------------------------------
-    @magic_arguments()
+    @magic_arguments(name="%flame")
     @argument(
         "-o",
         "--out",
@@ -205,7 +205,7 @@ class FlameMagics(Magics):
         shell = self.shell
         source = shell.transform_cell(cell) if shell is not None else cell
         count = getattr(shell, "execution_count", 0)
-        label = args.label or (f"%%flame In[{count}]" if count else "%%flame")
+        label = _unquote(args.label) or (f"%%flame In[{count}]" if count else "%%flame")
         try:
             captured = self.runner.capturer.capture_cell(
                 source,
@@ -503,3 +503,10 @@ def _cancel_after(fut: Any, timeout: float) -> None:
     timer.daemon = True
     timer.start()
     fut.add_done_callback(lambda f: timer.cancel())
+
+
+def _unquote(text: str | None) -> str | None:
+    """IPython splits magic arguments without removing quotes: ``--label "two words"``."""
+    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text

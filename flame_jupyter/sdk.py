@@ -253,26 +253,18 @@ class Service:
             raise FlameJupyterError(f"service {self.name!r} is closed")
         new_args, new_kwargs = self._captured.prepare_call(args, kwargs)
         new_args, new_kwargs = self._runner.offload(new_args, new_kwargs)
-        channel = CallChannel(self.app, self.session_id, self._runner.cache_endpoint)
-        new_kwargs.update(channel.kwarg())
         target = self._fp if method is None else getattr(self._fp, method)
-        try:
-            inner = target(*new_args, **new_kwargs)
-        except Exception as e:
-            raise _flame_error(f"cannot submit a call to {self.name!r}", e) from None
         what = self.name if method is None else f"{self.name}.{method}"
-        fut = ObjectFuture(
-            inner,
-            label=label or what,
+        return _launch(
+            self._runner,
+            self._fp,
+            target,
+            new_args,
+            new_kwargs,
             service=self.name,
-            app=self.app,
-            session_id=self.session_id,
-            call=channel,
+            label=label or what,
+            action=f"cannot submit a call to {self.name!r}",
         )
-        channel.future = fut
-        registry.add_future(fut)
-        tracker.track(fut, self._fp._session)
-        return fut
 
     def close(self) -> None:
         """Close the service's session (pending calls are cancelled by Flame)."""
@@ -288,6 +280,34 @@ class Service:
 
     def __repr__(self) -> str:
         return f"<flame_jupyter.Service {self.name!r} ({self.kind}) session={self.session_id}{' closed' if self.closed else ''}>"
+
+
+def _launch(
+    runner: Runner,
+    flamepy_service: Any,
+    target: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    service: str,
+    label: str,
+    action: str,
+    future_cls: type[ObjectFuture] = ObjectFuture,
+) -> Any:
+    """Send one task with its call channel and return its live future (every call and cell)."""
+    session_id = flamepy_service._session.id
+    channel = CallChannel(runner.name, session_id, runner.cache_endpoint)
+    try:
+        inner = target(*args, **kwargs, **channel.kwarg())
+    except Exception as e:
+        raise _flame_error(action, e) from None
+    fut = future_cls(
+        inner, label=label, service=service, app=runner.name, session_id=session_id, call=channel
+    )
+    channel.future = fut
+    registry.add_future(fut)
+    tracker.track(fut, flamepy_service._session)
+    return fut
 
 
 def _forget(runner: Runner, flamepy_service: Any) -> None:
@@ -381,23 +401,17 @@ class CellService:
         )
 
     def run(self, captured: Captured, label: str = "cell") -> CellFuture:
-        channel = CallChannel(self._runner.name, self.session_id, self._runner.cache_endpoint)
-        try:
-            inner = self._fp(captured.execution_object, None, **channel.kwarg())
-        except Exception as e:
-            raise _flame_error("cannot submit the cell", e) from None
-        fut = CellFuture(
-            inner,
-            label=label,
+        return _launch(
+            self._runner,
+            self._fp,
+            self._fp,
+            (captured.execution_object, None),
+            {},
             service=self.name,
-            app=self._runner.name,
-            session_id=self.session_id,
-            call=channel,
+            label=label,
+            action="cannot submit the cell",
+            future_cls=CellFuture,
         )
-        channel.future = fut
-        registry.add_future(fut)
-        tracker.track(fut, self._fp._session)
-        return fut
 
     def close(self) -> None:
         if not self.closed:

@@ -331,3 +331,8 @@ def test_large_global_is_uploaded_once_for_two_calls_and_again_when_changed(
     assert val(kernel, "big_at(7).get()") == -1.0
     assert len(set(big_objects()) - before) == 2, "a changed global must be uploaded again"
     ok(kernel, "del BIG\n%flame_service --close big_at")
+
+
+def test_label_with_spaces(kernel: KernelSession) -> None:
+    ok(kernel, '%%flame --label "two words"\n1')
+    assert val(kernel, "_.label") == "two words"
