@@ -42,6 +42,8 @@ from flame_local.warm import WarmPool
 
 log = logging.getLogger(__name__)
 
+SCALE_UP_DELAY_MS = 200  # pending work must wait this long before it gets more instances
+
 # Flame's bind return codes (common/src/apis/types.rs).
 RC_INSTALL_FAILED = 10
 RC_SHIM_FAILED = 11
@@ -201,6 +203,7 @@ class ExecutorManager:
 
     def _schedule_once(self) -> None:
         now = time.monotonic()
+        now_ms = time.time() * 1000
         demand = []
         with self.store.lock:
             for ssn in self.store.sessions.values():
@@ -211,10 +214,15 @@ class ExecutorManager:
                     continue  # Flame's executors are Host; Wasm apps stay pending
                 work = ssn.counts[TaskState.PENDING] + ssn.counts[TaskState.RUNNING]
                 batch = ssn.spec.batch_size
+                oldest = ssn.tasks[ssn.pending[0]].creation_time_ms if ssn.pending else float("inf")
+                if oldest > now_ms - SCALE_UP_DELAY_MS:
+                    # Like Flame's periodic scheduler, scale up only for work that has waited a
+                    # moment: a burst of short calls stays on the instance that already runs
+                    # (the guide's Counter example relies on it), min_instances start at once.
+                    work = min(work, ssn.counts[TaskState.RUNNING] + (1 if ssn.pending else 0))
                 want = max(ssn.spec.min_instances, (work // batch) * batch)
                 if ssn.spec.max_instances is not None:
                     want = min(want, ssn.spec.max_instances)
-                oldest = ssn.tasks[ssn.pending[0]].creation_time_ms if ssn.pending else float("inf")
                 demand.append((oldest, ssn.id, app, want, batch))
         with self._lock:
             live = list(self._instances.values())

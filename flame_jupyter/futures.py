@@ -168,6 +168,7 @@ class ObjectFuture(_FlamepyObjectFuture):
             return False
         except FutureCancelled:
             pass
+        self.read_remaining_output()
         return True
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -182,6 +183,18 @@ class ObjectFuture(_FlamepyObjectFuture):
         except KeyboardInterrupt:
             self.cancel()
             raise
+        self.read_remaining_output()
+
+    def read_remaining_output(self) -> None:
+        """Once finished, read the call's last streamed records now (the executor flushed them
+        before it finished), so ``output`` is complete when ``get()``/``wait()`` return."""
+        if self.call is None or self.streams_closed or not self.done():
+            return
+        from flame_jupyter.calls import apply_records
+
+        apply_records(self, self.call.poll())
+        self.streams_closed = True
+        self._notify()
 
     def __await__(self) -> Any:
         """``await future`` waits without blocking the event loop and returns the future, done

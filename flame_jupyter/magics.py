@@ -17,7 +17,6 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CFloat, Int, Unicode
 
-from flame_jupyter.calls import apply_records
 from flame_jupyter.capture import CaptureError
 from flame_jupyter.errors import FlameJupyterError
 
@@ -244,9 +243,7 @@ class FlameMagics(Magics):
             fut.cancel()
             print("flame_jupyter: interrupted; the remote work was asked to stop.", file=sys.stderr)
             raise
-        if fut.call is not None:
-            apply_records(fut, fut.call.poll())  # whatever arrived with the end of the call
-        self._stream(fut, printed, displayed)
+        self._stream(fut, printed, displayed)  # wait() read the records that came with the end
 
     def _stream(self, fut: Any, printed: int, displayed: int) -> tuple[int, int]:
         if not self.stream_output:

@@ -72,10 +72,7 @@ class Tracker:
             else:
                 by_session[fut.session_id].append((fut, session))
         for fut in finished:
-            if fut.call is not None:
-                apply_records(fut, fut.call.poll())
-            fut.streams_closed = True  # the executor flushed before finishing: nothing more comes
-            fut._notify()
+            fut.read_remaining_output()  # the executor flushed before finishing: nothing more comes
             with self._lock:
                 self._futures.pop(id(fut), None)
         for entries in by_session.values():
