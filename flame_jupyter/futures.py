@@ -188,11 +188,13 @@ class ObjectFuture(_FlamepyObjectFuture):
     def read_remaining_output(self) -> None:
         """Once finished, read the call's last streamed records now (the executor flushed them
         before it finished), so ``output`` is complete when ``get()``/``wait()`` return."""
-        if self.call is None or self.streams_closed or not self.done():
+        if self.streams_closed or not self.done():
             return
-        from flame_jupyter.calls import apply_records
+        poll = getattr(self.call, "poll", None)  # calls without a stream have nothing to read
+        if poll is not None:
+            from flame_jupyter.calls import apply_records
 
-        apply_records(self, self.call.poll())
+            apply_records(self, poll())
         self.streams_closed = True
         self._notify()
 
