@@ -121,6 +121,18 @@ def _cold(field: str) -> Callable[[dict[str, Any]], Cell]:
     return get
 
 
+def _w8(key: str, fmt: str, unit: str) -> Callable[[dict[str, Any]], Cell]:
+    """W8 exists where futures have a live display (flame-magics); elsewhere there is none."""
+
+    def get(sysres: dict[str, Any]) -> Cell:
+        entry = _wl(sysres, "W8")
+        if entry is None or entry.get("status") == "skipped":
+            return None, "n/a (no live display)" if sysres.get("status") == "ok" else _na(entry, sysres)
+        return _metric("W8", [key], fmt, unit)(sysres)
+
+    return get
+
+
 def _peak(w: str | None) -> Callable[[dict[str, Any]], Cell]:
     def get(sysres: dict[str, Any]) -> Cell:
         if w is None:
@@ -191,7 +203,15 @@ def metrics(sizes: dict[str, Any], copy_ref: float | None = None) -> list[Metric
             _metric("W7", ["first_s"], ".2f", " s"),
         ),
         Metric("w7_repeat", "W7 same call again", "lower", _metric("W7", ["repeat_s"], ".2f", " s")),
-        Metric("w8", "W8 display (widgets)", "", lambda s: (None, "skipped")),
+        Metric(
+            "w8_cpu",
+            "W8 2,000 live future widgets: kernel CPU (target < 10 % of a core)",
+            "",
+            _w8("cpu_pct", ".1f", " % of a core"),
+        ),
+        Metric(
+            "w8_msgs", "W8 comm messages/s while they update", "", _w8("comm_msgs_per_s", ",.0f", " msg/s")
+        ),
         Metric("w4_peak", "Peak RSS driver+workers during W4", "lower", _peak("W4")),
         Metric("peak_all", "Peak RSS driver+workers, W2–W7", "lower", _peak(None)),
     ]

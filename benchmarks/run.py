@@ -200,7 +200,7 @@ def run_system(
     log_dir: Path,
 ) -> dict[str, Any]:
     res: dict[str, Any] = {"system": name, "status": "ok", "python": python, "workloads": {}}
-    script = str(ROOT / "workloads.py")
+    script = str(ROOT / REGISTRY[name].script)
     home = tempfile.mkdtemp(prefix="bench-home-")
     try:
         env = child_env(run_id, home, peers=REGISTRY[name].env == "peers")

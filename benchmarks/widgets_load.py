@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import sys
 import tempfile
 import threading
@@ -183,17 +184,9 @@ def measure(name: str, proc: psutil.Process, iopub: Iopub, window: float) -> dic
     }
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--futures", type=int, default=2000)
-    ap.add_argument("--rate", type=float, default=1.0, help="events per future per second")
-    ap.add_argument("--window", type=float, default=15.0, help="seconds measured per phase")
-    ap.add_argument("--warmup", type=float, default=3.0)
-    ap.add_argument("--interval", type=float, default=0.25, help="pump tick interval (s)")
-    ap.add_argument("--max-rate", type=float, default=150.0, help="pump budget (messages/s)")
-    ap.add_argument("--json", type=Path, help="also write the results here")
-    args = ap.parse_args()
-
+def measure_widgets(opts: argparse.Namespace) -> dict[str, Any]:
+    """Run the three phases in a fresh kernel; ``opts`` carries futures, rate, window, warmup,
+    interval and max_rate (as the command line). Returns the results (see the module doc)."""
     home = Path(tempfile.mkdtemp(prefix="fj-widgets-load-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
     env.update(HOME=str(home), PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
@@ -202,18 +195,18 @@ def main() -> int:
     kc = km.client()
     kc.start_channels()
     results: dict[str, Any] = {
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()}
     }
     try:
         kc.wait_for_ready(timeout=120)
         proc = psutil.Process(km.provisioner.process.pid)
         iopub = Iopub(kc)
         setup = SETUP.format(
-            futures=args.futures, rate=args.rate, interval=args.interval, max_rate=args.max_rate
+            futures=opts.futures, rate=opts.rate, interval=opts.interval, max_rate=opts.max_rate
         )
         run_cell(kc, iopub, setup)
-        time.sleep(args.warmup)
-        phases = [measure("baseline", proc, iopub, args.window)]
+        time.sleep(opts.warmup)
+        phases = [measure("baseline", proc, iopub, opts.window)]
 
         c0, b0 = iopub.snapshot()
         t0 = proc.cpu_times()
@@ -222,7 +215,7 @@ def main() -> int:
         t1 = proc.cpu_times()
         c1, b1 = iopub.snapshot()
         results["display"] = {
-            "widgets": args.futures + 1,
+            "widgets": opts.futures + 1,
             "seconds": round(time.monotonic() - w0, 2),
             "kernel_cpu_seconds": round((t1.user - t0.user) + (t1.system - t0.system), 2),
             "kernel_says": out.strip(),
@@ -234,12 +227,12 @@ def main() -> int:
                 2,
             ),
         }
-        time.sleep(args.warmup)
-        phases.append(measure("widgets", proc, iopub, args.window))
+        time.sleep(opts.warmup)
+        phases.append(measure("widgets", proc, iopub, opts.window))
         results["pump"] = run_cell(kc, iopub, STATS).strip()
         results["finish"] = run_cell(kc, iopub, FINISH).strip()
-        time.sleep(args.warmup)
-        phases.append(measure("finished", proc, iopub, args.window))
+        time.sleep(opts.warmup)
+        phases.append(measure("finished", proc, iopub, opts.window))
         results["phases"] = phases
         base, live = phases[0]["kernel_cpu_pct_of_one_core"], phases[1]["kernel_cpu_pct_of_one_core"]
         results["widget_overhead_pct_of_one_core"] = round(live - base, 2)
@@ -253,7 +246,22 @@ def main() -> int:
             reader.thread.join(5)
         kc.stop_channels()
         km.shutdown_kernel(now=False)
+        shutil.rmtree(home, ignore_errors=True)
+    return results
 
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--futures", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=1.0, help="events per future per second")
+    ap.add_argument("--window", type=float, default=15.0, help="seconds measured per phase")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--interval", type=float, default=0.25, help="pump tick interval (s)")
+    ap.add_argument("--max-rate", type=float, default=150.0, help="pump budget (messages/s)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    results = measure_widgets(args)
     print(
         f"{args.futures} live futures, {args.rate:g} events/future/s, pump interval {args.interval}s, budget {args.max_rate:g} msg/s"
     )

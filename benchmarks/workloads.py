@@ -465,7 +465,7 @@ def run_warm(
             if w == "W8":
                 res["workloads"][w] = {
                     "status": "skipped",
-                    "reason": "display needs widgets (flame_jupyter); slot only",
+                    "reason": "live future widgets are measured in a kernel: see flame-magics",
                 }
                 continue
             if w not in RUNNERS:

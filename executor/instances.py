@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import grpc
 from flamepy.proto import shim_pb2, shim_pb2_grpc, types_pb2
 
+from flame_local import framed_shim
+
 if TYPE_CHECKING:
     from flame_local.warm import WarmPool
 
@@ -32,6 +34,10 @@ _PR_SET_PDEATHSIG = 1
 
 class ShimError(Exception):
     """The instance could not be started or reached (Flame's bind return code 11)."""
+
+
+#: What a shim call raises when the instance died or hung (gRPC or framed transport).
+SHIM_ERRORS = (grpc.RpcError, framed_shim.ShimTransportError)
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -97,7 +103,9 @@ def orphan_guard(argv: list[str]) -> tuple[list[str], object]:
 
 
 class InstanceProcess:
-    """A service process and the gRPC channel to its ``flame.v1.Instance`` socket."""
+    """A service process and the connection to its ``flame.v1.Instance`` service: gRPC, or the
+    same calls as frames (:mod:`flame_local.framed_shim`) when flamepy serves it in a warm
+    interpreter."""
 
     def __init__(
         self,
@@ -117,6 +125,7 @@ class InstanceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
         self._stub: shim_pb2_grpc.InstanceStub | None = None
+        self._framed: framed_shim.FramedShimClient | None = None
         self.warm = False
         self.ended_by_runtime = False  # kill_group() ended it (the runtime is stopping)
 
@@ -140,8 +149,9 @@ class InstanceProcess:
         if warm is not None:
             self.stdout_path.touch(mode=0o600)
             self.stderr_path.touch(mode=0o600)
-            self.proc = warm.take(self.argv, env, self.cwd, self.stdout_path, self.stderr_path)
-            self.warm = self.proc is not None
+            taken = warm.take(self.argv, env, self.cwd, self.stdout_path, self.stderr_path)
+            if taken is not None:
+                self.proc, self.warm = taken
         if self.proc is None:
             self._start_cold(env)
         self._connect(timeout)
@@ -163,11 +173,21 @@ class InstanceProcess:
             except OSError as e:
                 raise ShimError(f"failed to start {self.argv[0]!r}: {e.strerror or e}") from None
 
+    @property
+    def framed_path(self) -> Path:
+        return self.socket_path.with_name(self.socket_path.name + framed_shim.SUFFIX)
+
     def _connect(self, timeout: float) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         delay = 0.002
         while not self.socket_path.exists():
+            if self.framed_path.exists():  # flamepy's server in a warm instance: frames, not gRPC
+                try:
+                    self._framed = framed_shim.FramedShimClient(str(self.framed_path))
+                    return
+                except framed_shim.ShimTransportError:
+                    pass  # bound, not listening yet: try again below
             if self.proc.poll() is not None:
                 raise ShimError(self._exit_text("before it listened on its socket"))
             if time.monotonic() > deadline:
@@ -198,19 +218,27 @@ class InstanceProcess:
         return "\n".join(lines).strip()[-limit:].replace("\n", " | ")
 
     def enter(self, ctx: shim_pb2.SessionContext, timeout: float) -> types_pb2.Result:
+        if self._framed is not None:
+            return self._framed.enter(ctx, timeout)
         assert self._stub is not None
         return self._stub.OnSessionEnter(ctx, timeout=timeout)
 
     def invoke(self, ctx: shim_pb2.TaskContext) -> types_pb2.TaskResult:
+        if self._framed is not None:
+            return self._framed.invoke(ctx)
         assert self._stub is not None
         return self._stub.OnTaskInvoke(ctx)
 
     def leave(self, timeout: float = 10.0) -> None:
-        if self._stub is not None and self.alive():
-            try:
+        if not self.alive():
+            return
+        try:
+            if self._framed is not None:
+                self._framed.leave(timeout)
+            elif self._stub is not None:
                 self._stub.OnSessionLeave(types_pb2.EmptyRequest(), timeout=timeout)
-            except grpc.RpcError:
-                pass
+        except SHIM_ERRORS:
+            pass
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -236,6 +264,8 @@ class InstanceProcess:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+        if self._framed is not None:
+            self._framed.close()
         if self.proc is not None and self.proc.returncode is None:
             pid = self.proc.pid
             _signal_group(pid, signal.SIGTERM)
@@ -246,10 +276,11 @@ class InstanceProcess:
             # SIGKILL whatever is left of the group, then reap.
             _signal_group(pid, signal.SIGKILL)
             self.proc.wait(10)
-        try:
-            self.socket_path.unlink()
-        except FileNotFoundError:
-            pass
+        for path in (self.socket_path, self.framed_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

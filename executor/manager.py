@@ -30,18 +30,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from flamepy.proto import shim_pb2, types_pb2
 
 from flame_local import packages
 from flame_local.apps import Application
-from flame_local.instances import InstanceProcess, ShimError, expand, resolve_argv
+from flame_local.instances import SHIM_ERRORS, InstanceProcess, ShimError, expand, resolve_argv
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Session, Store, Task, TaskState
 from flame_local.warm import WarmPool
 
 log = logging.getLogger(__name__)
 
+SCHEDULE_COALESCE_S = 0.005  # at most one scheduling pass per 5 ms when busy
+STARVED_AFTER_MS = 1000  # then idle min_instances of other sessions yield their slot
 SCALE_UP_DELAY_MS = 200  # pending work must wait this long before it gets more instances
 
 # Flame's bind return codes (common/src/apis/types.rs).
@@ -193,6 +194,9 @@ class ExecutorManager:
     def _schedule_loop(self) -> None:
         while not self._stopping:
             self._wake.wait(0.25)
+            # Every task creation and completion wakes the scheduler; bound instances take their
+            # session's tasks without it, so a short pause lets a burst share one pass.
+            time.sleep(SCHEDULE_COALESCE_S)
             self._wake.clear()
             if self._stopping:
                 return
@@ -253,7 +257,17 @@ class ExecutorManager:
                     progress = True
         starved = sum(item[2] for item in wanting)
         if starved > 0:
-            self._evict_idle(starved, {item[0] for item in wanting if item[2] > 0})
+            oldest_of = {d[1]: d[0] for d in demand}
+            # A session whose work has waited STARVED_AFTER_MS with no instance at all may also
+            # take the slot of an idle instance kept only for another session's min_instances.
+            urgent = sum(
+                1
+                for item in wanting
+                if item[2] > 0
+                and have.get(item[0], 0) == 0
+                and oldest_of[item[0]] <= now_ms - STARVED_AFTER_MS
+            )
+            self._evict_idle(starved, {item[0] for item in wanting if item[2] > 0}, below_min=urgent)
         self._forget_retry_marks({d[1] for d in demand})
         self._forget_stale_installs({inst.app for inst in live})
         self._forget_stale_logs()
@@ -295,8 +309,10 @@ class ExecutorManager:
                 if _safe(sid) not in kept:
                     shutil.rmtree(self.home / "logs" / "sessions" / _safe(sid), ignore_errors=True)
 
-    def _evict_idle(self, count: int, waiting: set[str]) -> None:
-        """Release idle instances of sessions without pending work to make room for others."""
+    def _evict_idle(self, count: int, waiting: set[str], below_min: int = 0) -> None:
+        """Release idle instances of sessions without pending work to make room for others:
+        first those above their session's min_instances, then up to ``below_min`` more that
+        only keep a min_instances slot (their session binds again when it has work and a slot)."""
         min_of = {}
         with self.store.lock:
             for ssn in self.store.sessions.values():
@@ -317,6 +333,19 @@ class ExecutorManager:
                 if pending == 0 and per_session.get(inst.session_id, 0) > min_instances:
                     inst.evict = True
                     per_session[inst.session_id] -= 1
+                    count -= 1
+                    self._notify_session(inst.session_id)
+            for inst in self._instances.values():
+                if below_min <= 0 or count <= 0:
+                    break
+                if inst.evict or inst.state != "bound" or inst.session_id in waiting:
+                    continue
+                if min_of.get(inst.session_id, (0, 0))[1] == 0:
+                    log.info(
+                        "releasing idle %s of session %s for a session that waits", inst.id, inst.session_id
+                    )
+                    inst.evict = True
+                    below_min -= 1
                     count -= 1
                     self._notify_session(inst.session_id)
 
@@ -427,7 +456,7 @@ class ExecutorManager:
             ctx.common_data = ssn.spec.common_data
         try:
             result = proc.enter(ctx, timeout=self.settings.bind_timeout)
-        except grpc.RpcError as e:
+        except SHIM_ERRORS as e:
             proc.wait_exit(0.5)
             detail = f"{proc.exit_description()}; {e.details() if hasattr(e, 'details') else e}"
             tail = proc.stderr_tail()
@@ -498,7 +527,7 @@ class ExecutorManager:
             ctx.input = task.input
         try:
             result = proc.invoke(ctx)
-        except grpc.RpcError as e:
+        except SHIM_ERRORS as e:
             proc.wait_exit(0.5)  # let the process finish dying so we can say how it ended
             if proc.ended_by_runtime:
                 self.store.complete_task(

@@ -14,7 +14,7 @@ import collections
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from flamepy.proto import types_pb2
@@ -127,6 +127,7 @@ class Task:
     completion_time_ms: int | None = None
     events: list[Event] = field(default_factory=list)
     executor_id: str | None = None
+    changed: threading.Condition | None = None  # made on the first WatchTask; only its watchers wake
 
     def to_proto(self) -> types_pb2.Task:
         status = types_pb2.TaskStatus(
@@ -198,7 +199,6 @@ class Store:
 
     def __init__(self, *, max_closed_sessions: int = 1000, on_change: Callable[[], None] | None = None):
         self.lock = threading.Lock()
-        self.task_changed = threading.Condition(self.lock)
         self.apps: dict[str, apps.Application] = {}
         self.sessions: dict[str, Session] = {}
         self._closed_order: collections.deque[str] = collections.deque()
@@ -328,9 +328,16 @@ class Store:
 
     def _drop_session(self, session_id: str) -> None:
         ssn = self.sessions.pop(session_id, None)
-        if ssn is not None and ssn.work is not None:
-            ssn.work.notify_all()
-        self.task_changed.notify_all()
+        if ssn is not None:
+            if ssn.work is not None:
+                ssn.work.notify_all()
+            self._wake_watchers(ssn.tasks.values())
+
+    @staticmethod
+    def _wake_watchers(tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            if task.changed is not None:
+                task.changed.notify_all()
 
     def get_session(self, session_id: str) -> types_pb2.Session:
         with self.lock:
@@ -424,7 +431,11 @@ class Store:
         with an error, so no client waits forever."""
         tid = _parse_task_id(task_id)
         with self.lock:
-            initial = self._task(session_id, tid).state
+            watched = self._task(session_id, tid)
+            if watched.changed is None:
+                watched.changed = threading.Condition(self.lock)
+            changed = watched.changed
+            initial = watched.state
         last = initial
         while True:
             with self.lock:
@@ -436,7 +447,7 @@ class Store:
                         break
                     if not is_active():
                         return
-                    self.task_changed.wait(poll)
+                    changed.wait(poll)
                 last = task.state
                 proto = task.to_proto()
             yield proto
@@ -486,7 +497,8 @@ class Store:
                 task.events.append(Event(3, message or "Task failed with state <Failed>"))
             else:
                 task.events.append(Event(int(state), f"Task was completed with state <{state.name.title()}>"))
-        self.task_changed.notify_all()
+        if task.changed is not None:
+            task.changed.notify_all()
 
     def session_demand(self) -> list[tuple[Session, apps.Application]]:
         """Open sessions with their application, for the scheduler (called under no lock)."""
@@ -512,10 +524,10 @@ class Store:
     def shutdown(self) -> None:
         with self.lock:
             self.closed = True
-            self.task_changed.notify_all()
             for ssn in self.sessions.values():
                 assert ssn.work is not None
                 ssn.work.notify_all()
+                self._wake_watchers(ssn.tasks.values())
 
     def _check_open(self) -> None:
         if self.closed or self.draining:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,8 @@ class WarmPool:
         self._thread = threading.Thread(target=self._fill_loop, name="flame-local-warm", daemon=True)
 
     def start(self) -> None:
+        if self.size > 0 and not _has_flame_local(self.python, self._env):
+            self.size = 0  # an executor interpreter without flame_local: every instance starts cold
         if self.size > 0:
             self._thread.start()
             self._wake.set()
@@ -55,8 +58,10 @@ class WarmPool:
 
     def take(
         self, argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, stderr: Path
-    ) -> subprocess.Popen[bytes] | None:
-        """Turn a warm interpreter into ``argv``; None when none is ready (start cold then)."""
+    ) -> tuple[subprocess.Popen[bytes], bool] | None:
+        """Turn an interpreter into ``argv``: a warm one if ready, else a fresh one (it imports
+        now, as a cold start would, but still serves the framed shim). Returns the process and
+        whether it was warm; None if no interpreter could be started (start cold then)."""
         with self._lock:
             proc = None
             while self._ready and proc is None:
@@ -64,10 +69,13 @@ class WarmPool:
                 if candidate.poll() is None:
                     proc = candidate
         self._wake.set()
+        warm = proc is not None
+        if proc is None:
+            proc = self._spawn()
         if proc is None:
             return None
         request = {"module": argv[2], "args": argv[3:], "cwd": str(cwd), "env": env,
-                   "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+                   "stdout": str(stdout), "stderr": str(stderr), "framed": True}  # fmt: skip
         try:
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -76,7 +84,7 @@ class WarmPool:
             proc.kill()
             proc.wait(5)
             return None
-        return proc
+        return proc, warm
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -104,6 +112,7 @@ class WarmPool:
 
     def _fill_loop(self) -> None:
         # Runs for the runtime's whole life: the warm processes' parent-death signal is tied to it.
+        first = True  # the first one starts at once: it warms while the client sets up
         while True:
             self._wake.wait()
             self._wake.clear()
@@ -114,8 +123,9 @@ class WarmPool:
                     self._ready = [p for p in self._ready if p.poll() is None]
                     if len(self._ready) >= self.size:
                         break
-                if not self._wait_idle():
+                if not first and not self._wait_idle():
                     return
+                first = False
                 proc = self._spawn()
                 if proc is None:
                     return
@@ -152,3 +162,21 @@ class WarmPool:
             )
         except OSError:
             return None
+
+
+def _has_flame_local(python: str, env: dict[str, str]) -> bool:
+    """Can ``python`` run :mod:`flame_local.warm_instance`? (The runtime's own interpreter can.)"""
+    if os.path.abspath(python) == os.path.abspath(sys.executable):  # not realpath: venvs share it
+        return True
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import flame_local.warm_instance"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0

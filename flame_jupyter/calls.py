@@ -28,7 +28,7 @@ class CallChannel:
         self.stream_key = f"{prefix}/fj-{self.id}-out"
         self.cancel_key = f"{prefix}/fj-{self.id}-cancel"
         self.cache_endpoint = cache_endpoint
-        self._seen = 0
+        self.seen = 0  # records read so far
         self._lock = threading.Lock()
         self.cancel_sent_at: float | None = None
         self.future: ObjectFuture | None = None
@@ -61,7 +61,7 @@ class CallChannel:
             except Exception:  # noqa: BLE001 - not written yet (not found) or not reachable now
                 return []
             records = [r for batch in patches for r in (batch or [])]
-            new, self._seen = records[self._seen :], len(records)
+            new, self.seen = records[self.seen :], len(records)
             return new
 
 

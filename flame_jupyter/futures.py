@@ -74,11 +74,13 @@ class ObjectFuture(_FlamepyObjectFuture):
         self._result: Any = None
         self._cancel_requested = False
         self.streams_closed = False  # set once the last streamed record has been read
-        self.output: list[tuple[str, str]] = []  # (stream name, text), in arrival order
-        self.progress: tuple[float, float, str] | None = None  # (done, total, message)
-        self.displays: list[dict[str, Any]] = []  # rich display bundles from the remote code
-        self.preview: dict[str, Any] | None = None  # the result's small rich repr, made remotely
-        self._listeners: list[Callable[[ObjectFuture], None]] = []
+        self._output: list[tuple[str, str]] = []
+        self._progress: tuple[float, float, str] | None = None
+        self._displays: list[dict[str, Any]] = []
+        self._preview: dict[str, Any] | None = None
+        self._listeners: list[tuple[Callable[[ObjectFuture], None], bool]] = []
+        self._finish_hooks: list[Callable[[ObjectFuture], None]] = []
+        self._hooks_lock = threading.RLock()  # a hook may call get() itself
         self._future.add_done_callback(self._on_done)
 
     # -- state -------------------------------------------------------------------------------------
@@ -168,7 +170,8 @@ class ObjectFuture(_FlamepyObjectFuture):
             return False
         except FutureCancelled:
             pass
-        self.read_remaining_output()
+        self._run_finish_hooks()
+        self.read_remaining_output(only_if_observed=True)
         return True
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -183,12 +186,21 @@ class ObjectFuture(_FlamepyObjectFuture):
         except KeyboardInterrupt:
             self.cancel()
             raise
-        self.read_remaining_output()
+        self._run_finish_hooks()
+        self.read_remaining_output(only_if_observed=True)
 
-    def read_remaining_output(self) -> None:
+    def read_remaining_output(self, *, only_if_observed: bool = False) -> None:
         """Once finished, read the call's last streamed records now (the executor flushed them
-        before it finished), so ``output`` is complete when ``get()``/``wait()`` return."""
+        before it finished).
+
+        With ``only_if_observed``, the read happens only when someone shows this future (a
+        listener: widget, cell echo) or it already streamed something; otherwise it is left to
+        the first access of ``output``/``displays``/``progress``/``preview``, which reads it then.
+        A call that printed nothing and is never looked at costs no extra round trip.
+        """
         if self.streams_closed or not self.done():
+            return
+        if only_if_observed and not (getattr(self.call, "seen", 0) or self._has_viewer()):
             return
         poll = getattr(self.call, "poll", None)  # calls without a stream have nothing to read
         if poll is not None:
@@ -227,23 +239,47 @@ class ObjectFuture(_FlamepyObjectFuture):
         return self._cancel_requested
 
     # -- listeners (widgets) -----------------------------------------------------------------------
-    def add_listener(self, fn: Callable[[ObjectFuture], None]) -> None:
+    def add_listener(self, fn: Callable[[ObjectFuture], None], *, shows_output: bool = True) -> None:
+        """Call ``fn(future)`` on every change. Pass ``shows_output=False`` for bookkeeping
+        (state counts): only listeners that show output make the last output read eager."""
         with _listeners_lock:
-            self._listeners.append(fn)
+            self._listeners.append((fn, shows_output))
         if self.done():
             fn(self)
 
     def remove_listener(self, fn: Callable[[ObjectFuture], None]) -> None:
         with _listeners_lock:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
+            for i, (known, _shows) in enumerate(self._listeners):
+                if known == fn:
+                    del self._listeners[i]
+                    break
+
+    def _has_viewer(self) -> bool:
+        with _listeners_lock:
+            return any(shows for _fn, shows in self._listeners)
 
     def add_done_callback(self, fn: Callable[[ObjectFuture], None]) -> None:
         self._future.add_done_callback(lambda _f: fn(self))
 
+    def add_finish_hook(self, fn: Callable[[ObjectFuture], None]) -> None:
+        """Run ``fn(future)`` once when it finishes, and before any ``get()``/``wait()`` that
+        sees it finished returns (a done callback alone may still be running then)."""
+        with self._hooks_lock:
+            self._finish_hooks.append(fn)
+        self._future.add_done_callback(lambda _f: self._run_finish_hooks())
+
+    def _run_finish_hooks(self) -> None:
+        with self._hooks_lock:  # held while they run: a concurrent waiter returns after them
+            hooks, self._finish_hooks = self._finish_hooks, []
+            for fn in hooks:
+                try:
+                    fn(self)
+                except Exception:  # noqa: BLE001 - a hook reports its own errors
+                    pass
+
     def _notify(self) -> None:
         with _listeners_lock:
-            listeners = list(self._listeners)
+            listeners = [fn for fn, _shows in self._listeners]
         for fn in listeners:
             try:
                 fn(self)
@@ -251,20 +287,51 @@ class ObjectFuture(_FlamepyObjectFuture):
                 pass
 
     def record_output(self, stream: str, text: str) -> None:
-        self.output.append((stream, text))
+        self._output.append((stream, text))
         self._notify()
 
     def record_progress(self, done: float, total: float, message: str = "") -> None:
-        self.progress = (done, total, message)
+        self._progress = (done, total, message)
         self._notify()
 
     def record_display(self, bundle: dict[str, Any]) -> None:
-        self.displays.append(bundle)
+        self._displays.append(bundle)
         self._notify()
 
     def record_preview(self, bundle: dict[str, Any]) -> None:
-        self.preview = bundle
+        self._preview = bundle
         self._notify()
+
+    # -- what the remote code streamed (complete once the future is done) --------------------------
+    def _read_output_on_access(self) -> None:
+        # A shown future's last records are read by get()/wait() or the tracker, so its views
+        # never block here; an unshown one reads them on first access.
+        if not self.streams_closed and self.done() and not self._has_viewer():
+            self.read_remaining_output()
+
+    @property
+    def output(self) -> list[tuple[str, str]]:
+        """``(stream, text)`` pairs printed remotely, in arrival order."""
+        self._read_output_on_access()
+        return self._output
+
+    @property
+    def displays(self) -> list[dict[str, Any]]:
+        """Rich display bundles the remote code showed with ``display()``."""
+        self._read_output_on_access()
+        return self._displays
+
+    @property
+    def progress(self) -> tuple[float, float, str] | None:
+        """The last ``flame_jupyter.progress(done, total, message)`` report."""
+        self._read_output_on_access()
+        return self._progress
+
+    @property
+    def preview(self) -> dict[str, Any] | None:
+        """The result's small rich repr, made remotely (results too large to fetch eagerly)."""
+        self._read_output_on_access()
+        return self._preview
 
     @property
     def result_loaded(self) -> bool:

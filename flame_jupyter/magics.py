@@ -220,7 +220,7 @@ class FlameMagics(Magics):
         fut = self._cell_service(args.session, res).run(captured, label=label)
         if outputs:
             ns = shell.user_ns
-            fut.add_done_callback(lambda f: _bind_outputs(f, ns))
+            fut.add_finish_hook(lambda f: _bind_outputs(f, ns))  # bound before get()/wait() return
         if timeout is not None:
             _cancel_after(fut, timeout)
         if block:

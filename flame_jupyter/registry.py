@@ -77,7 +77,7 @@ class Registry:
             if info is not None:
                 info.counts["queued"] += 1
             self._changed()
-        future.add_listener(self._on_future)
+        future.add_listener(self._on_future, shows_output=False)
 
     def _on_future(self, future: ObjectFuture) -> None:
         with self._lock:

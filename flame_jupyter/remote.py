@@ -241,7 +241,7 @@ def _build(kind: str, state: Any) -> Any:
     if kind == "function":
         return RemoteFunction(state)
     if kind == "instance":
-        return RemoteInstance(state)
+        return RemoteInstance(state, live=_live_instance(state))
     if kind == "init":
         return _InitDescriptor(state)
     if kind == "stub":
@@ -847,9 +847,9 @@ class RemoteInstance:
     state, so mutations survive between calls.
     """
 
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: dict[str, Any], live: Any = _UNLOADED) -> None:
         self.__dict__["_flame_state"] = state
-        self.__dict__["_flame_obj"] = _UNLOADED
+        self.__dict__["_flame_obj"] = live
         if state.get("session_context") is not None:
             self.__dict__["_session_context"] = state["session_context"]
 
@@ -868,8 +868,12 @@ class RemoteInstance:
 
         def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
             rec, obj = self._flame_load(env)
-            args, kwargs = _decode_args(rec, args, kwargs)
-            return run_call(getattr(obj, name), args, kwargs, env)
+            try:
+                args, kwargs = _decode_args(rec, args, kwargs)
+                return run_call(getattr(obj, name), args, kwargs, env)
+            except BaseException:
+                _forget_live_instance(obj)
+                raise
 
         return guarded(call, invoke, args, kwargs, env)
 
@@ -903,10 +907,61 @@ class RemoteInstance:
                     "open files, sockets and connections should be opened inside each call"
                 ) from exc
             state = dict(state, body=body, env=rec["env"] or state.get("env"), refs=dict(rec["refs"]))
+            _keep_live_instance(state, obj)
         return (_boot_fn(), ("instance", state))
 
     def __repr__(self) -> str:
         return "<flame_jupyter remote instance of {}>".format(self.__dict__["_flame_state"].get("name"))
+
+
+_LIVE_INSTANCES = 8
+
+
+def _instance_key(state: dict[str, Any]) -> tuple[Any, ...] | None:
+    body = state.get("body")
+    if not isinstance(body, (bytes, bytearray)):
+        return None
+    return (state.get("id"), len(body), hashlib.blake2b(body, digest_size=16).digest())
+
+
+def _keep_live_instance(state: dict[str, Any], obj: Any) -> None:
+    """Remember the object whose state was just saved (flamepy's runpy persists a stateful
+    service after every call and reloads it before the next)."""
+    key = _instance_key(state)
+    if key is None:
+        return
+    rt = _rt()
+    with rt.lock:
+        live = rt.__dict__.setdefault("live_instances", OrderedDict())
+        for old in [k for k, v in live.items() if v is obj]:
+            del live[old]
+        live[key] = obj
+        live.move_to_end(key)
+        while len(live) > _LIVE_INSTANCES:
+            live.popitem(last=False)
+
+
+def _forget_live_instance(obj: Any) -> None:
+    """A call on ``obj`` failed: runpy does not save it, so the next call must start from the
+    saved state, not from this (possibly half-changed) object."""
+    rt = _rt()
+    with rt.lock:
+        live = rt.__dict__.get("live_instances") or {}
+        for key in [k for k, v in live.items() if v is obj]:
+            del live[key]
+
+
+def _live_instance(state: dict[str, Any]) -> Any:
+    """The object this process saved as exactly ``state`` (same payload, byte-identical body),
+    so the reload before the next call costs a hash instead of unpickling the object again.
+    Any other state (another instance saved it, or it changed) is loaded from its bytes."""
+    key = _instance_key(state)
+    if key is None:
+        return _UNLOADED
+    rt = _rt()
+    with rt.lock:
+        live = rt.__dict__.get("live_instances")
+        return live.get(key, _UNLOADED) if live else _UNLOADED
 
 
 class _InitDescriptor:
@@ -1215,10 +1270,20 @@ class _CallChannel:
         self.thread_id = threading.get_ident()
         self._ref: Any = None
         self._endpoint: str | None = None
-        self._worker = threading.Thread(target=self._loop, name="flame-jupyter-call", daemon=True)
 
     def start(self) -> None:
-        self._worker.start()
+        """Hand this call to the process's one channel thread (started on the first call)."""
+        rt = _rt()
+        with rt.lock:
+            pending = getattr(rt, "channel_queue", None)
+            if pending is None:
+                import queue
+
+                pending = rt.channel_queue = queue.SimpleQueue()
+                threading.Thread(
+                    target=_serve_channels, args=(pending,), name="flame-jupyter-call", daemon=True
+                ).start()
+        pending.put(self)
 
     def add(self, record: Any) -> None:
         with self.lock:
@@ -1301,6 +1366,17 @@ class _CallChannel:
             if size > PREVIEW_BYTES:
                 self.add(("preview", mime_bundle(result), size))
         self.flush()
+
+
+def _serve_channels(pending: Any) -> None:
+    """The channel thread: flush output and watch for cancel, one call at a time (an instance
+    runs one task at a time; a call's loop ends as soon as the call finishes)."""
+    while True:
+        channel = pending.get()
+        try:
+            channel._loop()
+        except Exception:  # noqa: BLE001 - a broken channel must not stop the next call's
+            pass
 
 
 def guarded(

@@ -3,15 +3,17 @@
 Every ``INTERVAL`` seconds, per session: the oldest few queued futures are checked with
 ``GetTask`` (Flame runs a session's tasks in order, so later ones cannot have started), and
 running futures' call streams are read (version-aware gets: only new records travel). The work
-per tick is bounded by ``PER_SESSION`` whatever the number of futures; a finished future gets one
-last stream read and is dropped.
+per tick is bounded by ``PER_SESSION`` whatever the number of futures (a finished future leaves
+the book at once, from its done callback); a finished future that is shown gets one last stream
+read.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections import defaultdict
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flame_jupyter.calls import apply_records
@@ -26,21 +28,32 @@ PER_SESSION = 8
 class Tracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._futures: dict[int, tuple[ObjectFuture, Any]] = {}  # id -> (future, flamepy session)
+        # session id -> {id(future): (future, flamepy session)}, in submission order
+        self._live: dict[str, dict[int, tuple[ObjectFuture, Any]]] = {}
+        self._finished: deque[ObjectFuture] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def track(self, future: ObjectFuture, session: Any) -> None:
         with self._lock:
-            self._futures[id(future)] = (future, session)
+            self._live.setdefault(future.session_id, {})[id(future)] = (future, session)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="flame-jupyter-tracker", daemon=True)
                 self._thread.start()
-        future.add_done_callback(lambda f: self._wake.set())
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: ObjectFuture) -> None:
+        with self._lock:
+            live = self._live.get(future.session_id)
+            if live is not None and live.pop(id(future), None) is not None:
+                if not live:
+                    del self._live[future.session_id]
+                self._finished.append(future)
+        self._wake.set()
 
     def tracked(self) -> int:
         with self._lock:
-            return len(self._futures)
+            return sum(len(live) for live in self._live.values()) + len(self._finished)
 
     def _loop(self) -> None:
         idle_ticks = 0
@@ -48,40 +61,33 @@ class Tracker:
             self._wake.wait(INTERVAL)
             self._wake.clear()
             with self._lock:
-                items = list(self._futures.values())
-            if not items:
+                finished = list(self._finished)
+                self._finished.clear()
+                # Flame runs a session's tasks in order: only the oldest few can change state.
+                heads = [list(itertools.islice(live.values(), PER_SESSION)) for live in self._live.values()]
+            if not finished and not heads:
                 idle_ticks += 1
                 if idle_ticks > 50:  # nothing for 10 s: end; track() starts a new thread
                     with self._lock:
-                        if not self._futures:
+                        if not self._live and not self._finished:
                             self._thread = None
                             return
                 continue
             idle_ticks = 0
             try:
-                self._tick(items)
+                self._tick(finished, heads)
             except Exception:  # noqa: BLE001 - the tracker must survive anything
                 pass
 
-    def _tick(self, items: list[tuple[ObjectFuture, Any]]) -> None:
-        by_session: dict[str, list[tuple[ObjectFuture, Any]]] = defaultdict(list)
-        finished = []
-        for fut, session in items:
-            if fut.done():
-                finished.append(fut)
-            else:
-                by_session[fut.session_id].append((fut, session))
+    def _tick(self, finished: list[ObjectFuture], heads: list[list[tuple[ObjectFuture, Any]]]) -> None:
         for fut in finished:
-            fut.read_remaining_output()  # the executor flushed before finishing: nothing more comes
-            with self._lock:
-                self._futures.pop(id(fut), None)
-        for entries in by_session.values():
-            entries.sort(key=lambda e: e[0].submitted_at)
-            checked = 0
+            # The executor flushed before finishing: nothing more comes. Read now only for a
+            # future someone shows; others read on first access of their output.
+            fut.read_remaining_output(only_if_observed=True)
+        for entries in heads:
             for fut, session in entries:
-                if checked >= PER_SESSION:
-                    break
-                checked += 1
+                if fut.done():
+                    continue
                 if fut.state == "queued" and fut.task_id is not None:
                     self._check_started(fut, session)
                 if fut.state == "running" and fut.call is not None:

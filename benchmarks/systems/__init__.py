@@ -1,7 +1,7 @@
 """The systems the harness knows: adapter class, interpreter, and what must be importable.
 
-To add one (e.g. the ``flame_jupyter`` SDK): write ``systems/<name>.py`` with a
-:class:`systems.base.System` subclass and add a :class:`SystemSpec` here.  ``planned`` entries
+To add one: write ``systems/<name>.py`` with a :class:`systems.base.System` subclass and add a
+:class:`SystemSpec` here (or, like ``flame-magics``, a script with ``workloads.py``'s command line).  ``planned`` entries
 have no adapter yet and show as n/a with their reason when selected.
 """
 
@@ -20,6 +20,7 @@ class SystemSpec:
     env: str  # "flame" (project interpreter) or "peers" (benchmarks/.venv-peers)
     imports: tuple[str, ...]  # modules that must import in that interpreter
     planned: str = ""  # non-empty: no adapter yet, this is why
+    script: str = "workloads.py"  # what run.py runs for it (same command line and JSON)
 
     def load(self, workers: int = 2) -> System:
         module, cls = self.target.split(":")
@@ -38,8 +39,8 @@ REGISTRY: dict[str, SystemSpec] = {
             "flame-magics",
             "",
             "flame",
-            ("flame_jupyter",),
-            planned="flame_jupyter magics not implemented yet; needs a kernel-driving adapter",
+            ("flame_jupyter", "jupyter_client", "ipykernel", "numpy"),
+            script="magics_workloads.py",
         ),
         SystemSpec("ray", "ray:Ray", "peers", ("ray", "numpy", "psutil")),
         SystemSpec("dask", "dask:Dask", "peers", ("distributed", "numpy", "psutil")),
@@ -48,5 +49,5 @@ REGISTRY: dict[str, SystemSpec] = {
     ]
 }
 
-DEFAULT_SYSTEMS = ["flame-sdk", "flame", "ray", "dask", "ipyparallel", "processpool"]
-SMOKE_SYSTEMS = ["flame-sdk", "flame", "processpool"]
+DEFAULT_SYSTEMS = ["flame-sdk", "flame-magics", "flame", "ray", "dask", "ipyparallel", "processpool"]
+SMOKE_SYSTEMS = ["flame-sdk", "flame-magics", "flame", "processpool"]

@@ -18,7 +18,7 @@ from typing import Any
 from systems.base import Actor, System, package_versions
 
 
-class _FlameActor(Actor):
+class _ServiceActor(Actor):
     def __init__(self, service: Any) -> None:
         self._service = service
 
@@ -26,7 +26,47 @@ class _FlameActor(Actor):
         return getattr(self._service, method)(*args)
 
 
-class FlameRunner(System):
+class RunnerSystem(System):
+    """What both flame adapters share: one runner per workload, one service per function
+    (created on first use), an actor is a service of the instance. Subclasses say how the runtime
+    starts and stops and which ``Runner`` to use (:meth:`new_runner`)."""
+
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self._runner: Any = None
+        self._services: dict[int, Any] = {}
+
+    def new_runner(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def begin(self, workload: str) -> None:
+        self._services = {}
+        self._runner = self.new_runner(workload.lower())
+
+    def end(self, workload: str) -> None:
+        runner, self._runner, self._services = self._runner, None, {}
+        if runner is not None:
+            runner.close()
+
+    def _current_runner(self) -> Any:
+        if self._runner is None:
+            self.begin("adhoc")
+        return self._runner
+
+    def _service(self, fn: Callable[..., Any]) -> Any:
+        svc = self._services.get(id(fn))
+        if svc is None:
+            svc = self._services[id(fn)] = self._current_runner().service(fn)
+        return svc
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._service(fn)(*args)
+
+    def actor(self, instance: Any) -> Actor:
+        return _ServiceActor(self._current_runner().service(instance))
+
+
+class FlameRunner(RunnerSystem):
     """flamepy ``Runner`` against the embedded runtime (``max_instances`` = workers)."""
 
     name = "flame"
@@ -35,8 +75,6 @@ class FlameRunner(System):
     def __init__(self, workers: int = 2) -> None:
         super().__init__(workers)
         self._runtime: Any = None
-        self._runner: Any = None
-        self._services: dict[int, Any] = {}
         self._dirs: list[str] = []
         self._old_cwd = os.getcwd()
 
@@ -61,9 +99,7 @@ class FlameRunner(System):
 
     def stop(self) -> None:
         try:
-            if self._runner is not None:
-                self._runner.close()
-                self._runner = None
+            self.end("stop")
         finally:
             try:
                 if self._runtime is not None:
@@ -74,53 +110,28 @@ class FlameRunner(System):
                 for d in self._dirs:
                     shutil.rmtree(d, ignore_errors=True)
 
-    def begin(self, workload: str) -> None:
+    def new_runner(self, name: str) -> Any:
         from flamepy.runner import Runner
 
-        self._services = {}
-        self._runner = Runner(f"bench-{workload.lower()}")
-
-    def end(self, workload: str) -> None:
-        runner, self._runner, self._services = self._runner, None, {}
-        if runner is not None:
-            runner.close()
-
-    def _service(self, fn: Callable[..., Any]) -> Any:
-        if self._runner is None:
-            self.begin("adhoc")
-        svc = self._services.get(id(fn))
-        if svc is None:
-            svc = self._services[id(fn)] = self._runner.service(fn)
-        return svc
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._service(fn)(*args)
+        return Runner(f"bench-{name}")
 
     def gather(self, handles: Sequence[Any]) -> list[Any]:
         return [h.get() for h in handles]  # what Runner.get does
 
     def put(self, value: Any) -> Any:
-        if self._runner is None:
-            self.begin("adhoc")
-        return self._runner.put_object(value)
-
-    def actor(self, instance: Any) -> Actor:
-        if self._runner is None:
-            self.begin("adhoc")
-        return _FlameActor(self._runner.service(instance))
+        return self._current_runner().put_object(value)
 
     def capture_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Placeholder until flame_jupyter's capture: a fresh service per call, as a re-run cell
         would need with flamepy, so the function and its globals are pickled and uploaded each time."""
-        if self._runner is None:
-            self.begin("adhoc")
-        svc = self._runner.service(fn)
+        runner = self._current_runner()
+        svc = runner.service(fn)
         try:
             return svc(*args).get()
         finally:
             svc.close()
-            if svc in self._runner._services:  # flamepy keeps it for Runner.close(); closed already
-                self._runner._services.remove(svc)
+            if svc in runner._services:  # flamepy keeps it for Runner.close(); closed already
+                runner._services.remove(svc)
 
     def versions(self) -> dict[str, str]:
         return package_versions("flamepy", "flame-jupyter", "cloudpickle", "grpcio", "pyarrow", "numpy")

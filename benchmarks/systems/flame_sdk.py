@@ -10,29 +10,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from systems.base import Actor, System, package_versions
+from systems.base import package_versions
+from systems.flame import RunnerSystem
 
 
-class _SdkActor(Actor):
-    def __init__(self, service: Any) -> None:
-        self._service = service
-
-    def submit(self, method: str, *args: Any) -> Any:
-        return getattr(self._service, method)(*args)
-
-
-class FlameSdk(System):
+class FlameSdk(RunnerSystem):
     """``flame_jupyter.Runner`` with the embedded runtime it starts (``max_instances`` = workers)."""
 
     name = "flame-sdk"
 
     def __init__(self, workers: int = 2) -> None:
         super().__init__(workers)
-        self._runner: Any = None
-        self._services: dict[int, Any] = {}
         self._home = ""
 
     def start(self) -> None:
@@ -46,36 +37,17 @@ class FlameSdk(System):
 
     def stop(self) -> None:
         try:
-            if self._runner is not None:
-                self._runner.close()
-                self._runner = None
+            self.end("stop")
         finally:
             import flame_jupyter as fj
 
             fj.disconnect()
             shutil.rmtree(self._home, ignore_errors=True)
 
-    def begin(self, workload: str) -> None:
+    def new_runner(self, name: str) -> Any:
         import flame_jupyter as fj
 
-        self._services = {}
-        self._runner = fj.Runner(f"bench-sdk-{workload.lower()}")
-
-    def end(self, workload: str) -> None:
-        runner, self._runner, self._services = self._runner, None, {}
-        if runner is not None:
-            runner.close()
-
-    def _service(self, fn: Callable[..., Any]) -> Any:
-        if self._runner is None:
-            self.begin("adhoc")
-        svc = self._services.get(id(fn))
-        if svc is None:
-            svc = self._services[id(fn)] = self._runner.service(fn)
-        return svc
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._service(fn)(*args)
+        return fj.Runner(f"bench-sdk-{name}")
 
     def gather(self, handles: Sequence[Any]) -> list[Any]:
         import flame_jupyter as fj
@@ -84,11 +56,6 @@ class FlameSdk(System):
 
     def put(self, value: Any) -> Any:
         return value  # the SDK offloads large arguments to the cache itself (once per content)
-
-    def actor(self, instance: Any) -> Actor:
-        if self._runner is None:
-            self.begin("adhoc")
-        return _SdkActor(self._runner.service(instance))
 
     def versions(self) -> dict[str, str]:
         return package_versions(

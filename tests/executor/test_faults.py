@@ -18,16 +18,7 @@ from flamepy.core.types import FlameError
 from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
 
 from tests.conftest import PYTHON
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.polling import wait_for
 
 
 def _ping(ms: int) -> bytes:
@@ -45,7 +36,7 @@ def _instance_pid(runtime, session_id: str) -> int:
                 return inst.pid
         return None
 
-    return _wait(find, 30, f"a running instance of {session_id}")
+    return wait_for(find, 30, f"a running instance of {session_id}")
 
 
 def test_instance_killed_mid_task_fails_that_task_and_session_goes_on(runtime) -> None:
@@ -80,11 +71,11 @@ def test_close_refuses_while_running_and_cancels_pending(runtime) -> None:
     ssn = flamepy.create_session("flmping", max_instances=1)
     running = ssn.create_task(_ping(1500))
     pending = ssn.create_task(_ping(1))
-    _wait(lambda: ssn.get_task(running.id).state == flamepy.TaskState.RUNNING, 30, "task running")
+    wait_for(lambda: ssn.get_task(running.id).state == flamepy.TaskState.RUNNING, 30, "task running")
     with pytest.raises(FlameError, match="Cannot close session with running tasks"):
         flamepy.close_session(ssn.id)
-    _wait(lambda: ssn.get_task(running.id).state == flamepy.TaskState.SUCCEED, 30, "task done")
-    closed = _wait(lambda: _try_close(ssn.id), 30, "close to succeed")
+    wait_for(lambda: ssn.get_task(running.id).state == flamepy.TaskState.SUCCEED, 30, "task done")
+    closed = wait_for(lambda: _try_close(ssn.id), 30, "close to succeed")
     assert closed.state == flamepy.SessionState.CLOSED
     stub = _stub(runtime)
     task = stub.GetTask(frontend_pb2.GetTaskRequest(session_id=ssn.id, task_id=pending.id))
@@ -139,7 +130,7 @@ def test_bind_failure_records_flame_events_and_stops_retrying(runtime) -> None:
         def events():
             return [e for e in flamepy.get_session(ssn.id).events if e.code == 1002]
 
-        _wait(events, 30, "the retry limit event")
+        wait_for(events, 30, "the retry limit event")
         codes = [e.code for e in flamepy.get_session(ssn.id).events]
         assert codes.count(1001) == runtime.settings.bind_retry_limit
         first = next(e for e in flamepy.get_session(ssn.id).events if e.code == 1001)
@@ -164,13 +155,54 @@ def test_stop_leaves_no_process_socket_or_temp_dir(flame_home: Path) -> None:
             session_id="s1", session=types_pb2.SessionSpec(application="flmping", min_instances=2)
         )
     )
-    _wait(lambda: len([i for i in rt.manager.instances() if i.state == "bound"]) == 2, 30, "2 bound")
+    wait_for(lambda: len([i for i in rt.manager.instances() if i.state == "bound"]) == 2, 30, "2 bound")
     pids = [i.pid for i in rt.manager.instances()]
     home, sockets = rt.home, rt._socket_dir
     rt.stop()
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert not home.exists() and sockets is not None and not sockets.exists()
+
+
+def test_idle_min_instances_yield_their_slot_to_a_session_that_waits(flame_home: Path) -> None:
+    """Two sessions hold both slots with idle min_instances; a third session's task must still
+    run (the idle instance of one of them is released for it) and the others keep working."""
+    from flame_local import LocalRuntime
+
+    rt = LocalRuntime(max_instances=2).start()
+    stub = frontend_pb2_grpc.FrontendStub(grpc.insecure_channel(rt.endpoint.split("://")[1]))
+    try:
+        for sid in ("held-1", "held-2", "waiting"):
+            stub.CreateSession(
+                frontend_pb2.CreateSessionRequest(
+                    session_id=sid, session=types_pb2.SessionSpec(application="flmping", min_instances=1)
+                )
+            )
+        wait_for(lambda: len([i for i in rt.manager.instances() if i.state == "bound"]) == 2, 30, "2 bound")
+        task = stub.CreateTask(
+            frontend_pb2.CreateTaskRequest(task=types_pb2.TaskSpec(session_id="waiting", input=_ping(1)))
+        )
+
+        def state(sid: str, tid: str) -> int:
+            return stub.GetTask(frontend_pb2.GetTaskRequest(session_id=sid, task_id=tid)).status.state
+
+        wait_for(
+            lambda: state("waiting", task.metadata.id) == types_pb2.TaskState.Succeed, 30, "the waiting task"
+        )
+        held = {i.session_id for i in rt.manager.instances() if not i.evict}
+        assert "waiting" in held and len(held) == 2, held
+        # The session that gave up its slot still runs work (it takes a slot back the same way).
+        yielded = ({"held-1", "held-2"} - held).pop()
+        again = stub.CreateTask(
+            frontend_pb2.CreateTaskRequest(task=types_pb2.TaskSpec(session_id=yielded, input=_ping(1)))
+        )
+        wait_for(
+            lambda: state(yielded, again.metadata.id) == types_pb2.TaskState.Succeed,
+            30,
+            "the yielded session",
+        )
+    finally:
+        rt.stop()
 
 
 def test_runtime_killed_while_task_runs_gives_client_error_not_hang(tmp_path: Path, flame_home: Path) -> None:

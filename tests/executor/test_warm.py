@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import grpc
@@ -11,16 +10,7 @@ from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
 
 from flame_local import LocalRuntime
 from flame_local.warm import WarmPool
-
-
-def _wait(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from tests.polling import wait_for
 
 
 def _invoke(stub, sid: str, payload: dict) -> types_pb2.Task:
@@ -39,7 +29,7 @@ def test_instance_from_warm_interpreter_runs_and_everything_ends_on_stop(flame_h
     rt = LocalRuntime(max_instances=2, warm_instances=1).start()
     try:
         assert rt.manager is not None and rt.manager.warm is not None
-        warm_pids = _wait(rt.manager.warm.pids, 30)
+        warm_pids = wait_for(rt.manager.warm.pids, 30, "a warm interpreter")
         stub = frontend_pb2_grpc.FrontendStub(grpc.insecure_channel(rt.endpoint.split("://")[1]))
         stub.CreateSession(
             frontend_pb2.CreateSessionRequest(
@@ -54,7 +44,9 @@ def test_instance_from_warm_interpreter_runs_and_everything_ends_on_stop(flame_h
         # the instance's own log files and working directory were used
         log_dir = rt.home / "logs" / "sessions" / "w1"
         assert (log_dir / f"{inst.id}.err").exists()
-        refill = _wait(lambda: [p for p in rt.manager.warm.pids() if p != inst.pid], 30)
+        refill = wait_for(
+            lambda: [p for p in rt.manager.warm.pids() if p != inst.pid], 30, "a warm interpreter"
+        )
         everything = [inst.pid, *refill]
     finally:
         rt.stop()

@@ -73,6 +73,9 @@ def test_cell_magic_value_and_out_binding(kernel: KernelSession) -> None:
     assert "done" in r.text
     assert val(kernel, "_.get()") == 84
     assert val(kernel, "(y, z)") == [42, [42, 42]]
+    for i in range(8):  # the names are bound when the cell ends, not some time after
+        ok(kernel, f"%%flame -o v\nv = {i}")
+        assert val(kernel, "v") == i
 
 
 def test_non_blocking_then_get(kernel: KernelSession) -> None:

@@ -21,6 +21,19 @@ class _NoIPython:
             raise ImportError(f"{name} is blocked in this test: the SDK must not need it")
 sys.meta_path.insert(0, _NoIPython())
 import flame_jupyter as fj
+
+def cancel_when_running(f, within):
+    # Wait (bounded) until f runs, cancel it; print whether get() raised CancelledError in time.
+    import time
+    deadline = time.monotonic() + 60
+    while f.state != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t = time.monotonic()
+    f.cancel()
+    try:
+        f.get(timeout=30)
+    except fj.CancelledError:
+        print("cancelled", f.state, time.monotonic() - t < within)
 """
 
 
@@ -161,20 +174,36 @@ def test_cancel_stops_a_running_call_and_the_service_goes_on(
 
         with fj.Runner() as rr:
             svc = rr.service(spin)
-            f = svc(100000)
-            deadline = time.monotonic() + 60
-            while f.state != "running" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            t = time.monotonic()
-            f.cancel()
-            try:
-                f.get(timeout=30)
-            except fj.CancelledError:
-                print("cancelled", f.state, time.monotonic() - t < 15)
+            cancel_when_running(svc(100000), within=15)
             print(svc(10).get())
         """,
     )
     assert out == ["cancelled cancelled True", "45"]
+
+
+def test_output_of_an_unshown_call_is_read_on_first_access(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
+    """get() does not spend a round trip on the output stream of a future nobody shows; the
+    output is still complete when it is first read."""
+    out = run_script(
+        tmp_path,
+        script_env,
+        """
+        def talk(x):
+            print("said", x)
+            return x
+
+        with fj.Runner() as rr:
+            svc = rr.service(talk)
+            f = svc(7)
+            print(f.get(), f.output)
+            quiet = rr.service(lambda: 1)()
+            print(quiet.get(), quiet.streams_closed)  # printed nothing, shown nowhere: not read yet
+            print(quiet.output, quiet.displays, quiet.progress, quiet.streams_closed)
+        """,
+    )
+    assert out == ["7 [('stdout', 'said 7\\n')]", "1 False", "[] [] None True"]
 
 
 def test_many_futures_helpers_and_async_runner(tmp_path: Path, script_env: dict[str, str]) -> None:
@@ -254,16 +283,7 @@ def test_cancel_of_code_stuck_in_c_is_still_a_cancel(tmp_path: Path, script_env:
         import time
         with fj.Runner() as rr:
             svc = rr.service(lambda s: time.sleep(s))  # one C call: no bytecode to interrupt
-            f = svc(60)
-            deadline = time.monotonic() + 60
-            while f.state != "running" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            t = time.monotonic()
-            f.cancel()
-            try:
-                f.get(timeout=30)
-            except fj.CancelledError:
-                print("cancelled", f.state, time.monotonic() - t < 20)
+            cancel_when_running(svc(60), within=20)
             print(svc(0).get())
         """,
     )

@@ -18,11 +18,12 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from tests.polling import wait_for  # noqa: F401 - re-exported for the reliability tests
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -30,18 +31,6 @@ SLOW = os.environ.get("FLAME_SLOW_TESTS") == "1"
 _SETPRIV = shutil.which("setpriv")
 
 T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def report(case: str, **figures: Any) -> None:
@@ -281,7 +270,7 @@ def instance_sockets(runtime_pid: int) -> dict[int, str]:
     out = {}
     for pid in children(runtime_pid):
         for path in unix_socket_paths(pid):
-            if path.endswith(".sock") and "/flk-" in path:
+            if path.endswith((".sock", ".sock.framed")) and "/flk-" in path:
                 out[pid] = path
     return out
 
@@ -299,11 +288,19 @@ def client_env(runtime_env: dict[str, str], home: Path, **extra: str) -> dict[st
 
 
 def start_client(cwd: Path, env: dict[str, str], body: str, name: str = "client.py") -> subprocess.Popen[str]:
-    """Start a Python script (``body``, dedented) as a real client process."""
+    """Start a Python script (``body``, dedented) as a real client process. Its stdin is a pipe:
+    a script that waits on ``sys.stdin`` waits until the test writes to it or closes it (an
+    inherited stdin may be closed or /dev/null, which would let it run on at once)."""
     script = cwd / name
     script.write_text(textwrap.dedent(body))
     return subprocess.Popen(
-        [PYTHON, str(script)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [PYTHON, str(script)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
