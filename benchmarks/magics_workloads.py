@@ -25,7 +25,7 @@ from typing import Any
 
 T_PROCESS = time.perf_counter()
 
-from workloads import FULL, MB, SMOKE, Deadline, _latency_stats, _reason, _write  # noqa: E402
+from workloads import FULL, MB, SMOKE, Deadline, MemorySampler, _latency_stats, _reason, _write  # noqa: E402
 
 NOT_A_CELL = "one SDK call path behind a cell: see the flame-sdk column"
 
@@ -238,7 +238,7 @@ def run_cold(out_path: str) -> None:
     )
 
 
-def run_warm(wl: list[str], sizes: dict[str, Any], out_path: str, smoke: bool) -> int:
+def run_warm(wl: list[str], sizes: dict[str, Any], out_path: str, smoke: bool, memory: bool = True) -> int:
     from systems.base import package_versions
 
     res: dict[str, Any] = {"system": "flame-magics", "status": "ok", "workloads": {}}
@@ -251,12 +251,17 @@ def run_warm(wl: list[str], sizes: dict[str, Any], out_path: str, smoke: bool) -
         "W2: `%%flame -o r` cells `r = inc(i)`; W6/W7: `%%flame -o name` cells; W8: widgets_load.py",
     ]
     k: Kernel | None = None
+    sampler = MemorySampler() if memory else None  # this process, the kernel, its runtime, instances
+    if sampler:
+        sampler.start()
     try:
         for w in wl:
             if w in ("W3", "W4", "W5"):
                 res["workloads"][w] = {"status": "n/a", "reason": NOT_A_CELL}
                 continue
             entry: dict[str, Any] = {"status": "ok"}
+            if sampler:
+                sampler.reset()
             t = time.perf_counter()
             try:
                 if w == "W8":
@@ -275,6 +280,10 @@ def run_warm(wl: list[str], sizes: dict[str, Any], out_path: str, smoke: bool) -
                 traceback.print_exc()
                 entry = {"status": "error", "reason": _reason(e)}
             entry["elapsed_s"] = time.perf_counter() - t
+            if sampler and w != "W8":  # W8's futures are stand-ins, not Flame calls
+                sampler.sample()
+                entry["peak_rss_mb"] = sampler.peak / MB
+                res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), entry["peak_rss_mb"])
             res["workloads"][w] = entry
             print(
                 f"[flame-magics] {w}: {entry['status']} in {entry['elapsed_s']:.1f}s",
@@ -283,6 +292,8 @@ def run_warm(wl: list[str], sizes: dict[str, Any], out_path: str, smoke: bool) -
             )
             _write(out_path, res)
     finally:
+        if sampler:
+            sampler.stop()
         if k is not None:
             t = time.perf_counter()
             k.close()
@@ -299,14 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cold", action="store_true", help="run W1 (one cold start) and exit")
     p.add_argument("--out", required=True, help="JSON result file")
     p.add_argument("--workers", type=int, default=2, help="accepted for run.py; the kernel uses cores")
-    p.add_argument("--no-memory", action="store_true", help="accepted for run.py; no RSS sampling here")
+    p.add_argument("--no-memory", action="store_true", help="no RSS sampling")
     a = p.parse_args(argv)
     if a.cold:
         run_cold(a.out)
         return 0
     sizes = {k: dict(v) for k, v in (SMOKE if a.smoke else FULL).items()}
     wl = [w.strip().upper() for w in a.workloads.split(",") if w.strip()]
-    return run_warm(wl, sizes, a.out, a.smoke)
+    return run_warm(wl, sizes, a.out, a.smoke, memory=not a.no_memory)
 
 
 if __name__ == "__main__":

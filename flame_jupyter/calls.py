@@ -8,6 +8,8 @@ client creates ``cancel`` to ask for a stop. Keys live under the service's
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 import uuid
@@ -19,11 +21,23 @@ if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
 
 
+_PROCESS_ID = uuid.uuid4().hex[:16]
+_counter = itertools.count(1)
+
+
+def _new_process_id() -> None:  # a forked child must not repeat its parent's ids
+    global _PROCESS_ID, _counter
+    _PROCESS_ID, _counter = uuid.uuid4().hex[:16], itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_process_id)
+
+
 class CallChannel:
     """One call's stream and cancel keys, and what has been read of the stream so far."""
 
     def __init__(self, app: str, session_id: str, cache_endpoint: str) -> None:
-        self.id = uuid.uuid4().hex
+        self.id = f"{_PROCESS_ID}{next(_counter):x}"  # unique without a urandom call per call
         prefix = f"{app}/{session_id}"
         self.stream_key = f"{prefix}/fj-{self.id}-out"
         self.cancel_key = f"{prefix}/fj-{self.id}-cancel"

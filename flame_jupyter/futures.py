@@ -31,6 +31,7 @@ from flame_jupyter.errors import CancelledError, FlameJupyterError
 from flame_jupyter.remote_errors import decode_failure
 
 _listeners_lock = threading.Lock()
+REFRESH_EVERY = 0.2  # seconds between Flame checks when an unshown future's state is read
 
 
 class State(str, Enum):
@@ -79,6 +80,9 @@ class ObjectFuture(_FlamepyObjectFuture):
         self._displays: list[dict[str, Any]] = []
         self._preview: dict[str, Any] | None = None
         self._listeners: list[tuple[Callable[[ObjectFuture], None], bool]] = []
+        # Set by the tracker: brings state/output up to date when read on a future nobody shows.
+        self._refresh: Callable[[ObjectFuture], None] | None = None
+        self._refreshed_at = 0.0
         self._finish_hooks: list[Callable[[ObjectFuture], None]] = []
         self._hooks_lock = threading.RLock()  # a hook may call get() itself
         self._future.add_done_callback(self._on_done)
@@ -86,7 +90,27 @@ class ObjectFuture(_FlamepyObjectFuture):
     # -- state -------------------------------------------------------------------------------------
     @property
     def state(self) -> str:
+        """queued, running, done, failed or cancelled. A shown future is kept current by the
+        tracker; reading it on one nobody shows asks Flame (at most every 0.2 s)."""
+        self._refresh_on_access()
         return self._state.value
+
+    @property
+    def known_state(self) -> str:
+        """The state as last seen, without asking Flame (for views and bookkeeping)."""
+        return self._state.value
+
+    def _refresh_on_access(self) -> None:
+        if self.done() or self._refresh is None or self._has_viewer():
+            return
+        now = time.monotonic()
+        if now - self._refreshed_at < REFRESH_EVERY:
+            return
+        self._refreshed_at = now
+        try:
+            self._refresh(self)
+        except Exception:  # noqa: BLE001 - a failed check leaves the state as it was
+            pass
 
     @property
     def elapsed(self) -> float:
@@ -304,10 +328,14 @@ class ObjectFuture(_FlamepyObjectFuture):
 
     # -- what the remote code streamed (complete once the future is done) --------------------------
     def _read_output_on_access(self) -> None:
-        # A shown future's last records are read by get()/wait() or the tracker, so its views
-        # never block here; an unshown one reads them on first access.
-        if not self.streams_closed and self.done() and not self._has_viewer():
-            self.read_remaining_output()
+        # A shown future is kept current by the tracker and get()/wait(), so its views never
+        # block here; one nobody shows reads its stream when asked (while running, at most
+        # every 0.2 s; once done, the last records once).
+        if self.done():
+            if not self.streams_closed and not self._has_viewer():
+                self.read_remaining_output()
+        else:
+            self._refresh_on_access()
 
     @property
     def output(self) -> list[tuple[str, str]]:

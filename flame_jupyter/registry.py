@@ -83,7 +83,7 @@ class Registry:
         with self._lock:
             info = self.services.get(future.session_id)
             key = id(future)
-            state = future.state
+            state = future.known_state
             previous = getattr(future, "_registry_state", "queued")
             if state == previous:
                 return
@@ -109,6 +109,11 @@ class Registry:
             return [f for f in (r() for r in self._finished) if f is not None]
 
     # -- listeners -----------------------------------------------------------------------------------
+    def has_subscribers(self) -> bool:
+        """True while a status panel (or anything else) follows every future."""
+        with self._lock:
+            return bool(self._listeners)
+
     def subscribe(self, fn: Any) -> None:
         with self._lock:
             self._listeners.append(fn)

@@ -43,6 +43,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import types
 import uuid
 import zlib
@@ -1062,6 +1063,7 @@ CANCEL_POLL_DELAY = 0.05  # first cancel check after this long (short calls neve
 CANCEL_POLL_EVERY = 0.5
 CANCEL_GRACE = 3.0  # then the instance ends itself so the call really stops
 FLUSH_EVERY = 0.2
+CHANNEL_TICK = 0.05  # how often the channel thread looks for a call that has run a while
 PREVIEW_BYTES = 1 << 20  # results estimated larger than this get a remote preview record
 
 
@@ -1272,18 +1274,18 @@ class _CallChannel:
         self._endpoint: str | None = None
 
     def start(self) -> None:
-        """Hand this call to the process's one channel thread (started on the first call)."""
+        """Make this the current call of the process's one channel thread (started on the first
+        call). The thread looks every ``CHANNEL_TICK`` seconds and only takes up a call that has
+        run ``CANCEL_POLL_DELAY``: a short call never wakes it."""
+        self.started = time.monotonic()
         rt = _rt()
         with rt.lock:
-            pending = getattr(rt, "channel_queue", None)
-            if pending is None:
-                import queue
-
-                pending = rt.channel_queue = queue.SimpleQueue()
+            if getattr(rt, "channel_slot", None) is None:
+                rt.channel_slot = [self]
                 threading.Thread(
-                    target=_serve_channels, args=(pending,), name="flame-jupyter-call", daemon=True
+                    target=_serve_channels, args=(rt.channel_slot,), name="flame-jupyter-call", daemon=True
                 ).start()
-        pending.put(self)
+            rt.channel_slot[0] = self
 
     def add(self, record: Any) -> None:
         with self.lock:
@@ -1294,17 +1296,18 @@ class _CallChannel:
                 self.records.append(record)
 
     def _loop(self) -> None:
-        waited = 0.0
-        next_cancel_check = CANCEL_POLL_DELAY
-        step = min(FLUSH_EVERY, CANCEL_POLL_DELAY)
-        while not self.done.wait(step):
-            waited += step
-            step = FLUSH_EVERY
+        """Run by the channel thread once the call has run ``CANCEL_POLL_DELAY``: flush output
+        every ``FLUSH_EVERY``, look for a cancel every ``CANCEL_POLL_EVERY``, until it ends."""
+        next_cancel_check = 0.0
+        while True:
             self.flush()
-            if self.info.get("cancel") and waited >= next_cancel_check and not self.cancelled:
-                next_cancel_check = waited + CANCEL_POLL_EVERY
+            elapsed = time.monotonic() - self.started
+            if self.info.get("cancel") and elapsed >= next_cancel_check and not self.cancelled:
+                next_cancel_check = elapsed + CANCEL_POLL_EVERY
                 if self._cancel_requested():
                     self._interrupt()
+            if self.done.wait(FLUSH_EVERY):
+                return
 
     def _cache_endpoint(self) -> str:
         if self._endpoint is None:
@@ -1368,11 +1371,16 @@ class _CallChannel:
         self.flush()
 
 
-def _serve_channels(pending: Any) -> None:
-    """The channel thread: flush output and watch for cancel, one call at a time (an instance
-    runs one task at a time; a call's loop ends as soon as the call finishes)."""
+def _serve_channels(slot: list[Any]) -> None:
+    """The channel thread: flush output and watch for cancel of the current call once it has run
+    a moment (an instance runs one task at a time; the loop ends as soon as the call finishes)."""
     while True:
-        channel = pending.get()
+        time.sleep(CHANNEL_TICK)
+        channel = slot[0]
+        if channel is None or channel.done.is_set():
+            continue
+        if time.monotonic() - channel.started < CANCEL_POLL_DELAY:
+            continue
         try:
             channel._loop()
         except Exception:  # noqa: BLE001 - a broken channel must not stop the next call's

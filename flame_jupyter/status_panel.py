@@ -58,7 +58,7 @@ def kernel_status(reg: Registry | None = None) -> dict[str, Any]:
     other: collections.Counter[str] = collections.Counter()
     for f in live + recent:
         if f.session_id not in known:
-            other[f.state] += 1
+            other[f.known_state] += 1
     if other:
         services.append(
             {
@@ -92,7 +92,7 @@ def recent_failures(reg: Registry | None = None, limit: int = FAILURES_SHOWN) ->
             if f is not None:
                 seen[id(f)] = f
     for f in reg.recent_futures():
-        if f.state == "failed":
+        if f.known_state == "failed":
             seen[id(f)] = f
     futures = sorted(seen.values(), key=lambda f: f.finished_at or 0, reverse=True)[:limit]
     out = []

@@ -1,11 +1,13 @@
 """One background thread that keeps live futures' state and output current.
 
-Every ``INTERVAL`` seconds, per session: the oldest few queued futures are checked with
+Every ``INTERVAL`` seconds, per session, for futures someone shows (a widget, a cell's echo) or
+while a status panel is open: the oldest few queued futures are checked with
 ``GetTask`` (Flame runs a session's tasks in order, so later ones cannot have started), and
 running futures' call streams are read (version-aware gets: only new records travel). The work
 per tick is bounded by ``PER_SESSION`` whatever the number of futures (a finished future leaves
 the book at once, from its done callback); a finished future that is shown gets one last stream
-read.
+read. A future nobody shows costs nothing here: reading its ``state`` or ``output`` asks Flame
+then (at most every 0.2 s), so a loop of thousands of calls pays no polling.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flame_jupyter.calls import apply_records
+from flame_jupyter.futures import State
+from flame_jupyter.registry import registry
 
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
@@ -35,6 +39,7 @@ class Tracker:
         self._thread: threading.Thread | None = None
 
     def track(self, future: ObjectFuture, session: Any) -> None:
+        future._refresh = lambda f: self._refresh(f, session)
         with self._lock:
             self._live.setdefault(future.session_id, {})[id(future)] = (future, session)
             if self._thread is None or not self._thread.is_alive():
@@ -84,14 +89,20 @@ class Tracker:
             # The executor flushed before finishing: nothing more comes. Read now only for a
             # future someone shows; others read on first access of their output.
             fut.read_remaining_output(only_if_observed=True)
+        panel_open = registry.has_subscribers()
         for entries in heads:
             for fut, session in entries:
-                if fut.done():
-                    continue
-                if fut.state == "queued" and fut.task_id is not None:
-                    self._check_started(fut, session)
-                if fut.state == "running" and fut.call is not None:
-                    apply_records(fut, fut.call.poll())
+                # Only futures someone shows (or counts, in an open status panel) are polled;
+                # the others are checked when their state or output is read.
+                if not fut.done() and (panel_open or fut._has_viewer()):
+                    self._refresh(fut, session)
+
+    def _refresh(self, fut: ObjectFuture, session: Any) -> None:
+        """Bring a live future's state and streamed output up to date (one or two round trips)."""
+        if fut._state == State.QUEUED and fut.task_id is not None:
+            self._check_started(fut, session)
+        if fut._state == State.RUNNING and fut.call is not None:
+            apply_records(fut, fut.call.poll())
 
     @staticmethod
     def _check_started(fut: ObjectFuture, session: Any) -> None:

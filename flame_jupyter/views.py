@@ -109,7 +109,7 @@ def show(future: ObjectFuture) -> Any:
     elif not future.done():
 
         def finished(f: ObjectFuture) -> None:
-            if f.state in TERMINAL:
+            if f.known_state in TERMINAL:
                 f.remove_listener(finished)
                 snap = future_snapshot(f)
                 handle.update({"text/plain": snapshot_text(snap), "text/html": snapshot_html(snap)}, raw=True)
@@ -128,7 +128,7 @@ def future_snapshot(
     carries no remote ``preview``; ``output_total`` is the number of output characters so far, when
     the caller keeps count (otherwise it is summed here).
     """
-    state = future.state
+    state = future.known_state
     output = future.output
     if output_total is None:
         output_total = sum(len(str(t)) for _, t in list(output))

@@ -112,7 +112,7 @@ class FutureWidget(FlameWidget):
     def _on_future(self, future: ObjectFuture) -> None:
         # Any thread, on every change: mark dirty (state changes first). Already dirty: nothing
         # to do, not even a lock (thousands of output/progress events a second stay cheap).
-        urgent = future.state != self._sent_state
+        urgent = future.known_state != self._sent_state
         if self._dirty_urgent or (self._dirty and not urgent):
             return
         self._dirty = True
@@ -156,7 +156,7 @@ class FutureWidget(FlameWidget):
             if not self._stream_closed(future):
                 self._pump.request(self, delay=SETTLE_GRACE)
         if (
-            future.state == "done"
+            future.known_state == "done"
             and not future.preview
             and not self._fetching
             and self._fetched is None

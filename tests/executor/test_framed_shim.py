@@ -42,7 +42,15 @@ def _serve(tmp_path: Path) -> tuple[Echo, str]:
     endpoint = str(tmp_path / "i.sock")
     threading.Thread(target=framed_shim.serve, args=(service, endpoint), daemon=True).start()
     path = endpoint + framed_shim.SUFFIX
-    wait_for(lambda: os.path.exists(path), 10, "the framed socket")
+
+    def listening() -> bool:  # bound before it listens: the runtime retries the same way
+        try:
+            framed_shim.FramedShimClient(path).close()
+            return True
+        except framed_shim.ShimTransportError:
+            return False
+
+    wait_for(listening, 10, "the framed socket")
     return service, path
 
 
