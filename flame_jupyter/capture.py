@@ -474,23 +474,7 @@ def configure(*, store: ObjectStore | None = _UNSET, threshold: int | None = Non
     return _default
 
 
-def capture(
-    obj: Any, *, ns: dict[str, Any] | None = None, snapshot: bool = False, name: str | None = None
-) -> Captured:
-    """Capture with the default capturer; see :meth:`Capturer.capture`."""
-    return _default.capture(obj, ns=ns, snapshot=snapshot, name=name)
-
-
-def capture_cell(
-    source: str,
-    user_ns: dict[str, Any],
-    *,
-    outputs: Any = (),
-    filename: str | None = None,
-    snapshot: bool = False,
-    flags: int = 0,
-) -> Captured:
-    """Capture a cell with the default capturer; see :meth:`Capturer.capture_cell`."""
-    return _default.capture_cell(
-        source, user_ns, outputs=outputs, filename=filename, snapshot=snapshot, flags=flags
-    )
+#: Capture with the default capturer: :meth:`Capturer.capture` and :meth:`Capturer.capture_cell`
+#: (``configure`` changes that capturer in place, so these stay current).
+capture = _default.capture
+capture_cell = _default.capture_cell

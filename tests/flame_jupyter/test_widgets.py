@@ -395,8 +395,9 @@ def test_output_tail_is_bounded(rec: Recorder) -> None:
 
 
 # -- previews ----------------------------------------------------------------------------------------------------
-def test_small_result_is_previewed_from_the_cache(rec: Recorder, runtime: Any) -> None:
-    ref = flamepy.core.put_object("widgets/ssn-preview", {"answer": 42})
+def _finished_with(rec: Recorder, ref: Any) -> tuple[Any, dict[str, Any]]:
+    """A widget's future finishing with the cached object ``ref``; wait (bounded) until the
+    widget settled and return the future and the widget's state."""
     f, inner = make_future()
     w = FutureWidget(f)
     inner.set_result(ref.encode())
@@ -405,7 +406,12 @@ def test_small_result_is_previewed_from_the_cache(rec: Recorder, runtime: Any) -
         if not w.watching:
             break
         threading.Event().wait(0.05)
-    st = rec.state(w.model_id)
+    return f, rec.state(w.model_id)
+
+
+def test_small_result_is_previewed_from_the_cache(rec: Recorder, runtime: Any) -> None:
+    ref = flamepy.core.put_object("widgets/ssn-preview", {"answer": 42})
+    f, st = _finished_with(rec, ref)
     assert st["result"]["text/plain"] == "{'answer': 42}"
     assert st["result_info"].startswith("dict · ") and st["result_info"].endswith(" B")
     assert f._result_loaded  # the user's own get() is now free
@@ -414,29 +420,13 @@ def test_small_result_is_previewed_from_the_cache(rec: Recorder, runtime: Any) -
 def test_dataframe_result_preview_is_html(rec: Recorder, runtime: Any) -> None:
     pd = pytest.importorskip("pandas")
     ref = flamepy.core.put_object("widgets/ssn-preview", pd.DataFrame({"x": [1, 2], "y": [3, 4]}))
-    f, inner = make_future()
-    w = FutureWidget(f)
-    inner.set_result(ref.encode())
-    for _ in range(400):
-        settle()
-        if not w.watching:
-            break
-        threading.Event().wait(0.05)
-    st = rec.state(w.model_id)
+    f, st = _finished_with(rec, ref)
     assert "<table" in st["result"]["text/html"] and st["result_info"].startswith("DataFrame")
 
 
 def test_large_result_is_not_downloaded_for_a_preview(rec: Recorder, runtime: Any) -> None:
     ref = flamepy.core.put_object("widgets/ssn-preview", b"x" * (3 << 20))
-    f, inner = make_future()
-    w = FutureWidget(f)
-    inner.set_result(ref.encode())
-    for _ in range(400):
-        settle()
-        if not w.watching:
-            break
-        threading.Event().wait(0.05)
-    st = rec.state(w.model_id)
+    f, st = _finished_with(rec, ref)
     assert st["result"] == {} and "larger than 1.0 MB" in st["result_info"]
     assert not f._result_loaded
 
