@@ -324,30 +324,35 @@ class ExecutorManager:
             for inst in self._instances.values():
                 if not inst.evict:
                     per_session[inst.session_id] = per_session.get(inst.session_id, 0) + 1
-            for inst in self._instances.values():
+            idle = [  # bound, not running, and their session has no pending work
+                inst
+                for inst in self._instances.values()
+                if not inst.evict
+                and inst.state == "bound"
+                and inst.session_id not in waiting
+                and min_of.get(inst.session_id, (0, 0))[1] == 0
+            ]
+            for inst in idle:
                 if count <= 0:
-                    break
-                if inst.evict or inst.state != "bound" or inst.session_id in waiting:
-                    continue
-                min_instances, pending = min_of.get(inst.session_id, (0, 0))
-                if pending == 0 and per_session.get(inst.session_id, 0) > min_instances:
-                    inst.evict = True
+                    return
+                if per_session[inst.session_id] > min_of.get(inst.session_id, (0, 0))[0]:
                     per_session[inst.session_id] -= 1
                     count -= 1
-                    self._notify_session(inst.session_id)
-            for inst in self._instances.values():
+                    self._release(inst)
+            for inst in idle:
                 if below_min <= 0 or count <= 0:
-                    break
-                if inst.evict or inst.state != "bound" or inst.session_id in waiting:
-                    continue
-                if min_of.get(inst.session_id, (0, 0))[1] == 0:
+                    return
+                if not inst.evict:
                     log.info(
                         "releasing idle %s of session %s for a session that waits", inst.id, inst.session_id
                     )
-                    inst.evict = True
                     below_min -= 1
                     count -= 1
-                    self._notify_session(inst.session_id)
+                    self._release(inst)
+
+    def _release(self, inst: Instance) -> None:
+        inst.evict = True
+        self._notify_session(inst.session_id)
 
     def _notify_session(self, session_id: str) -> None:
         with self.store.lock:

@@ -934,8 +934,7 @@ def _keep_live_instance(state: dict[str, Any], obj: Any) -> None:
     rt = _rt()
     with rt.lock:
         live = rt.__dict__.setdefault("live_instances", OrderedDict())
-        for old in [k for k, v in live.items() if v is obj]:
-            del live[old]
+        _drop_live(live, obj)  # its previous state is not what it is now
         live[key] = obj
         live.move_to_end(key)
         while len(live) > _LIVE_INSTANCES:
@@ -947,9 +946,12 @@ def _forget_live_instance(obj: Any) -> None:
     saved state, not from this (possibly half-changed) object."""
     rt = _rt()
     with rt.lock:
-        live = rt.__dict__.get("live_instances") or {}
-        for key in [k for k, v in live.items() if v is obj]:
-            del live[key]
+        _drop_live(rt.__dict__.get("live_instances") or {}, obj)
+
+
+def _drop_live(live: dict[Any, Any], obj: Any) -> None:
+    for key in [k for k, v in live.items() if v is obj]:
+        del live[key]
 
 
 def _live_instance(state: dict[str, Any]) -> Any:

@@ -44,6 +44,33 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+# Headless Chromium that can reach nothing but 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+
+
+def _chromium(p: Any, profile: Path, height: int) -> Any:
+    return p.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        viewport={"width": 1280, "height": height},
+        args=CHROMIUM_ARGS,
+    )
+
+
 WAIT = 120.0  # generous: a loaded 2-core machine
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -166,24 +193,7 @@ def run_ui(lab: LabServer, ui: str, name: str) -> None:
     reloaded: list[dict[str, Any]] = []
     try:
         with sync_api.sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=CHROMIUM,
-                headless=True,
-                viewport={"width": 1280, "height": 1000},
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-dev-shm-usage",
-                    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                ],
-            )
+            ctx = _chromium(p, profile, height=1000)
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.on("request", lambda r: requests.append(r.url))
@@ -424,19 +434,7 @@ def test_jupyterlab_view_code_on_request(lab: LabServer) -> None:
     profile = Path(tempfile.mkdtemp(prefix="fj-chromium-"))
     try:
         with sync_api.sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=CHROMIUM,
-                headless=True,
-                viewport={"width": 1280, "height": 800},
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                ],
-            )
+            ctx = _chromium(p, profile, height=800)
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.goto(
