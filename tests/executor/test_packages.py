@@ -6,7 +6,6 @@ import functools
 import http.server
 import io
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -27,7 +26,42 @@ from flame_local.packages import PackageError, extract, fetch, install, prepare
 
 pytestmark = pytest.mark.timeout(180)
 
-E2E_PROJECT = Path("/work/shared/conformance/flame-e2e-v0.6.0")
+# A project shaped like Flame's e2e project (src layout, setuptools, a console script, a
+# dependency group for dev tools): the shape the Runner packages and executors install.
+E2E_LIKE_PROJECT = {
+    "README.md": "An e2e-like project.\n",
+    "pyproject.toml": """[project]
+name = "e2e"
+version = "0.1.0"
+description = "A project shaped like Flame's e2e project"
+readme = "README.md"
+requires-python = ">=3.9"
+dependencies = [
+    "cloudpickle>=3.1",
+    "grpcio>=1.80",
+    "grpcio-tools>=1.80",
+]
+
+[project.scripts]
+e2e = "e2e:main"
+
+[build-system]
+requires = ["setuptools>=61.0", "wheel"]
+build-backend = "setuptools.build_meta"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+include = ["e2e*"]
+exclude = ["tests*"]
+
+[dependency-groups]
+dev = ["flamepy", "pytest>=8.4.2"]
+""",
+    "src/e2e/__init__.py": "def main() -> None:\n    print('e2e')\n",
+    "src/e2e/helpers.py": "def double(x):\n    return 2 * x\n",
+    "src/e2e/basic_svc.py": "from e2e.helpers import double\n",
+    "tests/test_nothing.py": "def test_nothing():\n    pass\n",
+}
 OFFLINE = {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
@@ -426,8 +460,7 @@ def test_fetch_http(tmp_path: Path) -> None:
 
 
 def test_e2e_project_packaged_like_the_runner_installs_offline(tmp_path: Path) -> None:
-    project = tmp_path / "e2e-project"
-    shutil.copytree(E2E_PROJECT, project, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    project = write_tree(tmp_path / "e2e-project", E2E_LIKE_PROJECT)
     archive = flamepy_package(project, "e2e")
     assert archive == project / "dist/e2e.tar.gz"
     with tarfile.open(archive) as tar:
