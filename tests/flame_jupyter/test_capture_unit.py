@@ -115,19 +115,25 @@ def test_local_module_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         local_top.cache_clear()
 
 
-def test_remote_module_imports_only_stdlib_and_serializers() -> None:
-    tree = ast.parse(Path(remote.__file__).read_text())
+def test_remote_package_imports_only_stdlib_and_serializers() -> None:
+    package = Path(remote.__file__).parent
+    files = sorted(p.stem for p in package.glob("*.py"))
+    assert files == sorted(remote.bootstrap.MODULES), "every module of the package must travel"
     allowed = set(sys.stdlib_module_names) | {"cloudpickle", "dill", "flamepy", "__future__"}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "relative import in remote.py"
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            assert name.partition(".")[0] in allowed, name
+    for module in remote.bootstrap.MODULES:
+        tree = ast.parse((package / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # a sibling module: one that travels too
+                    assert node.level == 1 and (node.module or "") in ("", *remote.bootstrap.MODULES), module
+                    continue
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.partition(".")[0] in allowed, (module, name)
 
 
 # --------------------------------------------------------------------------- payload format
@@ -145,7 +151,7 @@ def test_context_ships_source_not_bytecode(capturer: Capturer, which: str) -> No
     data = cloudpickle.dumps(RunnerContext(execution_object=captured.execution_object))
     strings = _pickle_strings(data)
     assert not [s for s in strings if s in ("_make_function", "_create_code", "CodeType", "_create_function")]
-    assert data.count(remote._source_blob()) == 1  # the module source travels once
+    assert data.count(remote._source_blob()) == 1  # the package's sources travel once
 
 
 def test_check_versions() -> None:

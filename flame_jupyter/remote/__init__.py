@@ -1,0 +1,74 @@
+"""The executor-side half of the capture engine: the code that is shipped to executors.
+
+It runs inside the *stock* ``python -m flamepy.runner.runpy`` service, where neither
+flame_jupyter nor IPython is installed, so it imports nothing outside this package but the
+standard library, ``cloudpickle`` and (lazily) ``dill`` and ``flamepy``. It travels as source
+(:mod:`.bootstrap`), never as bytecode.
+
+Modules, in the order they import each other (see ``docs/capture.md`` for what travels):
+
+- :mod:`.wire` -- every format kernel and executor share (kwargs, tags, records, failures);
+- :mod:`.versions` -- the versions both ends must agree on;
+- :mod:`.runtime` -- per-process state and fetched values;
+- :mod:`.bootstrap` -- how the package itself travels;
+- :mod:`.pickling` -- dill/cloudpickle bound to a notebook namespace;
+- :mod:`.channel` -- one call's output, progress and cancel; ``progress``/``display``;
+- :mod:`.namespace` -- a payload's globals on the executor;
+- :mod:`.execution` -- running the code; the wrappers flamepy serves.
+"""
+
+from __future__ import annotations
+
+from .bootstrap import RemoteAPI, _boot_fn, _source_blob
+from .channel import (
+    Cancelled,
+    RemoteFailure,
+    display,
+    guarded,
+    import_module,
+    mime_bundle,
+    progress,
+    run_payload,
+)
+from .execution import RemoteFunction, RemoteInstance, _build, make_remote_class, run_call
+from .namespace import apply_env
+from .pickling import Dumper, Loader, array_digest, bytes_digest, cheap_digest, class_for_tracker_id
+from .runtime import register_local_object
+from .versions import check_versions, make_header, versions
+from .wire import ARG_TAG, CALL_KWARG, ENV_KWARG, PAYLOAD_FORMAT, REF_TAG, State
+
+__all__ = [
+    "ARG_TAG",
+    "CALL_KWARG",
+    "ENV_KWARG",
+    "PAYLOAD_FORMAT",
+    "REF_TAG",
+    "Cancelled",
+    "Dumper",
+    "Loader",
+    "RemoteAPI",
+    "RemoteFailure",
+    "RemoteFunction",
+    "RemoteInstance",
+    "State",
+    "_boot_fn",
+    "_build",
+    "_source_blob",
+    "apply_env",
+    "array_digest",
+    "bytes_digest",
+    "cheap_digest",
+    "check_versions",
+    "class_for_tracker_id",
+    "display",
+    "guarded",
+    "import_module",
+    "make_header",
+    "make_remote_class",
+    "mime_bundle",
+    "progress",
+    "register_local_object",
+    "run_call",
+    "run_payload",
+    "versions",
+]

@@ -1,0 +1,406 @@
+"""The executor end of a call's channel, and the API remote code calls (``progress``, ``display``).
+
+Everything here travels over Flame's public protocol only: the call's output, progress and
+displays are records (:mod:`.wire`) appended (patch) to one object of the object cache, which
+the client polls with version-aware gets (patch-only replies); cancel is an object the client
+creates. A failed call leaves as one exception whose text carries the encoded failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .bootstrap import FILENAME_PREFIX, RemoteAPI
+from .runtime import _rt
+from .wire import (
+    CALL_KWARG,
+    CANCELLED_MODULE,
+    CANCELLED_NAME,
+    ENV_KWARG,
+    STREAM_FORMAT,
+    CallInfo,
+    CancelSeen,
+    Display,
+    End,
+    Output,
+    Preview,
+    Progress,
+    Record,
+    StreamHeader,
+    encode_failure,
+    encode_record,
+)
+
+CANCEL_POLL_DELAY = 0.05  # first cancel check after this long (short calls never pay for one)
+CANCEL_POLL_EVERY = 0.5
+CANCEL_GRACE = 3.0  # then the instance ends itself so the call really stops
+FLUSH_EVERY = 0.2
+CHANNEL_TICK = 0.05  # how often the channel thread looks for a call that has run a while
+PREVIEW_BYTES = 1 << 20  # results estimated larger than this get a remote preview record
+
+
+class Cancelled(BaseException):
+    """Raised inside a remote call that the user cancelled."""
+
+
+def _current() -> Any:
+    return getattr(_rt(), "channel", None)
+
+
+def _api_progress(done: float, total: float | None = None, message: str = "") -> None:
+    """Report progress of the current remote call (no-op outside one)."""
+    ch = _current()
+    if ch is not None:
+        ch.add(
+            Progress("progress", float(done), None if total is None else float(total), str(message), _now())
+        )
+
+
+def _api_display(*objs: Any, **kwargs: Any) -> None:
+    """Show rich output (HTML, images, ...) of a remote call in the notebook cell."""
+    ch = _current()
+    for obj in objs:
+        bundle = mime_bundle(obj)
+        if ch is not None:
+            ch.add(Display("display", bundle))
+        else:
+            print(bundle.get("text/plain", ""))
+
+
+def _api_import_module(name: str) -> Any:
+    """``importlib.import_module``, except flame_jupyter itself, which executors need not have."""
+    if name == "flame_jupyter" or name.startswith("flame_jupyter."):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            return _executor_shim()
+    return importlib.import_module(name)
+
+
+def _executor_shim() -> types.ModuleType:
+    """What ``flame_jupyter`` is on an executor without it: the remote-side API."""
+    shim = sys.modules.get("_flame_jupyter_executor_shim")
+    if shim is None:
+        shim = types.ModuleType("flame_jupyter")
+        shim.progress = progress
+        shim.display = display
+        sys.modules["_flame_jupyter_executor_shim"] = shim
+    return shim
+
+
+def _api_run_payload(payload: Any, env: Any = None, **kwargs: Any) -> Any:
+    """The ``%%flame`` cell service: run a captured cell (a :class:`RemoteFunction`) with its channel."""
+    call = kwargs.pop(CALL_KWARG, None)
+
+    def run(args: tuple[Any, ...], kw: dict[str, Any], env: Any) -> Any:
+        return payload(**({ENV_KWARG: env} if env is not None else {}))
+
+    return guarded(call, run, (), {}, env)
+
+
+#: The functions :class:`RemoteAPI` handles name.
+API: dict[str, Callable[..., Any]] = {
+    "run_payload": _api_run_payload,
+    "progress": _api_progress,
+    "display": _api_display,
+    "import_module": _api_import_module,
+}
+progress = RemoteAPI("progress")
+display = RemoteAPI("display")
+run_payload = RemoteAPI("run_payload")
+import_module = RemoteAPI("import_module")
+
+
+def _now() -> float:
+    return time.time()
+
+
+def mime_bundle(obj: Any, limit: int = 200_000) -> dict[str, Any]:
+    """A small rich representation of ``obj`` (IPython-style ``_repr_*_``), without IPython."""
+    bundle: dict[str, Any] = {}
+    for mime, meth in (
+        ("text/html", "_repr_html_"),
+        ("image/png", "_repr_png_"),
+        ("image/svg+xml", "_repr_svg_"),
+        ("text/markdown", "_repr_markdown_"),
+        ("text/latex", "_repr_latex_"),
+    ):
+        fn = getattr(obj, meth, None)
+        if fn is None or isinstance(obj, type):
+            continue
+        try:
+            value = fn()
+        except Exception:  # noqa: BLE001 - a broken repr must not fail the call
+            continue
+        if isinstance(value, tuple):
+            value = value[0]
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            import base64
+
+            value = base64.b64encode(value).decode("ascii")
+        if isinstance(value, str) and len(value) <= limit:
+            bundle[mime] = value
+    try:
+        text = repr(obj)
+    except Exception as exc:  # noqa: BLE001
+        text = f"<unrepresentable {type(obj).__name__}: {exc}>"
+    bundle["text/plain"] = text if len(text) <= 2000 else text[:2000] + " ..."
+    return bundle
+
+
+def estimate_size(obj: Any) -> int:
+    """A cheap size estimate of a result (numpy/pandas/arrow aware)."""
+    for attr in ("nbytes",):
+        value = getattr(obj, attr, None)
+        if isinstance(value, int):
+            return value
+    mu = getattr(obj, "memory_usage", None)
+    if callable(mu) and type(obj).__module__.startswith("pandas"):
+        try:
+            total = mu(deep=False)
+            return int(total.sum()) if hasattr(total, "sum") else int(total)
+        except Exception:  # noqa: BLE001
+            return 0
+    if isinstance(obj, (bytes, bytearray, str)):
+        return len(obj)
+    return sys.getsizeof(obj)
+
+
+class _StdProxy(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of an instance: also copies writes to the current call."""
+
+    def __init__(self, name: str, original: Any) -> None:
+        self._name = name
+        self._original = original
+
+    def write(self, text: str) -> int:
+        ch = _current()
+        if ch is not None and text:
+            ch.add(Output(self._name, text))  # type: ignore[arg-type]
+        try:
+            return self._original.write(text)
+        except Exception:  # noqa: BLE001 - the instance's own log must not fail the call
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._original.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._original, "encoding", "utf-8")
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+
+def _install_std_proxies() -> None:
+    rt = _rt()
+    with rt.lock:
+        if getattr(rt, "std_installed", False):
+            return
+        sys.stdout = _StdProxy("stdout", sys.stdout)
+        sys.stderr = _StdProxy("stderr", sys.stderr)
+        rt.std_installed = True
+
+
+class _CallChannel:
+    """The executor end of one call: buffered records to the cache, cancel checks."""
+
+    def __init__(self, info: CallInfo) -> None:
+        self.info = info
+        self.records: list[Any] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.cancelled = False
+        self.thread_id = threading.get_ident()
+        self._ref: Any = None
+        self._endpoint: str | None = None
+
+    def start(self) -> None:
+        """Make this the current call of the process's one channel thread (started on the first
+        call). The thread looks every ``CHANNEL_TICK`` seconds and only takes up a call that has
+        run ``CANCEL_POLL_DELAY``: a short call never wakes it."""
+        self.started = time.monotonic()
+        rt = _rt()
+        with rt.lock:
+            if getattr(rt, "channel_slot", None) is None:
+                rt.channel_slot = [self]
+                threading.Thread(
+                    target=_serve_channels, args=(rt.channel_slot,), name="flame-jupyter-call", daemon=True
+                ).start()
+            rt.channel_slot[0] = self
+
+    def add(self, record: Record) -> None:
+        """Queue ``record`` for the next flush (as the plain tuple that travels)."""
+        with self.lock:
+            last = self.records[-1] if self.records else None
+            if last is not None and record[0] in ("stdout", "stderr") and last[0] == record[0]:
+                # one record per burst of writes
+                self.records[-1] = encode_record(Output(last[0], last[1] + record[1]))
+            else:
+                self.records.append(encode_record(record))
+
+    def _loop(self) -> None:
+        """Run by the channel thread once the call has run ``CANCEL_POLL_DELAY``: flush output
+        every ``FLUSH_EVERY``, look for a cancel every ``CANCEL_POLL_EVERY``, until it ends."""
+        next_cancel_check = 0.0
+        while True:
+            self.flush()
+            elapsed = time.monotonic() - self.started
+            if self.info.get("cancel") and elapsed >= next_cancel_check and not self.cancelled:
+                next_cancel_check = elapsed + CANCEL_POLL_EVERY
+                if self._cancel_requested():
+                    self._interrupt()
+            if self.done.wait(FLUSH_EVERY):
+                return
+
+    def _cache_endpoint(self) -> str:
+        if self._endpoint is None:
+            from flamepy.core.types import FlameContext
+
+            self._endpoint = FlameContext().cache.endpoint
+        return self._endpoint
+
+    def flush(self) -> None:
+        with self.lock:
+            records, self.records = self.records, []
+        if not records or not self.info.get("stream"):
+            return
+        from flamepy.core import ObjectRef, patch_object, update_object
+
+        try:
+            if self._ref is None:
+                ref = ObjectRef(endpoint=self._cache_endpoint(), key=self.info["stream"], version=0)
+                header: StreamHeader = {"call": self.info.get("id"), "format": STREAM_FORMAT}  # type: ignore[typeddict-item]
+                self._ref = update_object(ref, header)
+            self._ref = patch_object(self._ref, records)
+        except Exception as exc:  # noqa: BLE001 - losing output must not fail the call
+            try:
+                sys.__stderr__.write(f"flame_jupyter: could not stream call output: {exc}\n")
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _cancel_requested(self) -> bool:
+        from flamepy.core import ObjectRef, get_object
+
+        try:
+            get_object(ObjectRef(endpoint=self._cache_endpoint(), key=self.info["cancel"], version=0))
+            return True
+        except Exception:  # noqa: BLE001 - not found (the usual case) or unreachable
+            return False
+
+    def _interrupt(self) -> None:
+        import ctypes
+
+        self.cancelled = True
+        self.add(CancelSeen("cancel", _now()))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self.thread_id), ctypes.py_object(Cancelled)
+        )
+        if not self.done.wait(CANCEL_GRACE):
+            # Stuck in C code: end this instance; Flame fails the task, the session goes on.
+            self.add(End("end", _now(), "cancelled"))
+            self.flush()
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def finish(self, result: Any = None, failed: bool = False) -> None:
+        self.done.set()
+        if not failed and result is not None and self.info.get("stream"):
+            try:
+                size = estimate_size(result)
+            except Exception:  # noqa: BLE001
+                size = 0
+            if size > PREVIEW_BYTES:
+                self.add(Preview("preview", mime_bundle(result), size))
+        self.flush()
+
+
+def _serve_channels(slot: list[Any]) -> None:
+    """The channel thread: flush output and watch for cancel of the current call once it has run
+    a moment (an instance runs one task at a time; the loop ends as soon as the call finishes)."""
+    while True:
+        time.sleep(CHANNEL_TICK)
+        channel = slot[0]
+        if channel is None or channel.done.is_set():
+            continue
+        if time.monotonic() - channel.started < CANCEL_POLL_DELAY:
+            continue
+        try:
+            channel._loop()
+        except Exception:  # noqa: BLE001 - a broken channel must not stop the next call's
+            pass
+
+
+def guarded(
+    call: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], env: Any
+) -> Any:
+    """Run one remote call with its channel: output and progress stream to the client, cancel
+    works, and any failure leaves as one Exception whose message carries type and traceback."""
+    channel = None
+    if isinstance(call, dict):
+        _install_std_proxies()
+        channel = _CallChannel(call)
+        _rt().channel = channel
+        channel.start()
+    if channel is None:  # a plain flamepy call: exceptions stay as they are
+        return fn(args, kwargs, env)
+    try:
+        result = fn(args, kwargs, env)
+    except BaseException as exc:  # noqa: BLE001 - re-raised as a plain Exception below
+        _rt().channel = None
+        channel.finish(failed=True)
+        raise _encoded_failure(exc, cancelled=channel.cancelled) from None
+    _rt().channel = None
+    channel.finish(result)
+    return result
+
+
+class RemoteFailure(Exception):
+    """The one exception type a failed call leaves the executor with (flamepy sends its text)."""
+
+
+def _encoded_failure(exc: BaseException, cancelled: bool = False) -> RemoteFailure:
+    import traceback
+
+    if cancelled or isinstance(exc, Cancelled):
+        module, name, message, tb = CANCELLED_MODULE, CANCELLED_NAME, "cancelled by the user", ""
+    else:
+        module = type(exc).__module__ or ""
+        name = type(exc).__qualname__
+        message = str(exc)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = _trim_traceback(tb)
+    return RemoteFailure(encode_failure(module, name, message, tb))
+
+
+def _trim_traceback(tb: str) -> str:
+    """Drop frames of this package and of flamepy: the user's frames are what matters."""
+    lines = tb.splitlines(keepends=True)
+    out: list[str] = []
+    skip = False
+    for line in lines:
+        if line.startswith('  File "'):
+            skip = FILENAME_PREFIX in line or "/flamepy/" in line or "flame_jupyter/remote/" in line
+        elif not line.startswith("    "):
+            skip = False
+        if not skip:
+            out.append(line)
+    return "".join(out)

@@ -1,0 +1,356 @@
+"""Running captured code on the executor, and the wrappers flamepy serves.
+
+- :class:`RemoteFunction` -- a callable instance (flamepy: stateless function service);
+- :func:`make_remote_class` -- a class with one stub per public method (flamepy: class service);
+- :class:`RemoteInstance` -- an object whose state is re-serialized after each call
+  (flamepy: stateful instance service), kept live between calls of one process.
+
+Each wrapper pickles to the bootstrap (:mod:`.bootstrap`); :func:`_build` rebuilds it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import threading
+import types
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .bootstrap import RemoteAPI, _boot_fn, _register_own_source
+from .channel import guarded
+from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare
+from .pickling import Dumper
+from .runtime import _rt
+from .wire import CALL_KWARG, ENV_KWARG, CellResult, PayloadState
+
+_SERVICE_MODULE = "__flame_jupyter_service__"
+
+
+def run_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+    """Run user code: the single choke point of every remote call.
+
+    Seam for output streaming, progress reporting and exception formatting. Exceptions from
+    user code propagate unchanged (type and traceback, with notebook cell lines).
+    """
+    result = fn(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        result = _run_coroutine(result)
+    return result
+
+
+def _run_coroutine(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    t = threading.Thread(target=runner, name="flame-jupyter-async")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _eval_maybe_async(code: types.CodeType, G: dict[str, Any]) -> Any:
+    result = eval(code, G)
+    if code.co_flags & inspect.CO_COROUTINE:
+        result = _run_coroutine(result)
+    return result
+
+
+def _run_cell(spec: tuple[Any, ...], G: dict[str, Any]) -> CellResult:
+    exec_code, eval_code, outputs = spec[0], spec[1], spec[2]
+    if exec_code is not None:
+        _eval_maybe_async(exec_code, G)
+    value = _eval_maybe_async(eval_code, G) if eval_code is not None else None
+    missing = [n for n in outputs if n not in G]
+    if missing:
+        raise NameError("%%flame: the cell did not define {}".format(", ".join(repr(n) for n in missing)))
+    return {"value": value, "outputs": {n: G[n] for n in outputs}}
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+class RemoteFunction:
+    """A captured function, lambda, partial, callable object or ``%%flame`` cell.
+
+    flamepy sees a callable non-class object and creates a stateless function service; on the
+    executor each call pops :data:`ENV_KWARG`, refreshes the notebook globals and runs the code.
+    """
+
+    def __init__(self, state: PayloadState) -> None:
+        self._flame_state = state
+        self._flame_target: Any = None
+        self.__name__ = state.get("name") or "remote"
+        if state.get("session_context") is not None:
+            self._session_context = state["session_context"]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        env = kwargs.pop(ENV_KWARG, None)
+        call = kwargs.pop(CALL_KWARG, None)
+        return guarded(call, self._flame_call, args, kwargs, env)
+
+    def _flame_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+        state = self._flame_state
+        rec = _prepare(state, env)
+        if self._flame_target is None:
+            self._flame_target = _load_body(state, rec)
+        target = self._flame_target
+        if state["kind"] == "cell":
+            return run_call(_run_cell, (target, rec["G"]), {}, env)
+        args, kwargs = _decode_args(rec, args, kwargs)
+        return run_call(target, args, kwargs, env)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_boot_fn(), ("function", self._flame_state))
+
+    def __repr__(self) -> str:
+        return "<flame_jupyter remote {} {}>".format(self._flame_state["kind"], self.__name__)
+
+
+_UNLOADED = object()
+
+
+class RemoteInstance:
+    """A captured object: a stateful flamepy service.
+
+    ``dir()`` lists the wrapped object's public methods; attribute access delegates to it once
+    loaded. Pickling (runpy does it after every call) re-serializes the wrapped object's current
+    state, so mutations survive between calls.
+    """
+
+    def __init__(self, state: PayloadState, live: Any = _UNLOADED) -> None:
+        self.__dict__["_flame_state"] = state
+        self.__dict__["_flame_obj"] = live
+        if state.get("session_context") is not None:
+            self.__dict__["_session_context"] = state["session_context"]
+
+    def _flame_load(self, env: Any = None) -> tuple[dict[str, Any], Any]:
+        state = self.__dict__["_flame_state"]
+        rec = _prepare(state, env)
+        obj = self.__dict__["_flame_obj"]
+        if obj is _UNLOADED:
+            obj = _load_body(state, rec)
+            self.__dict__["_flame_obj"] = obj
+        return rec, obj
+
+    def _flame_invoke(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        env = kwargs.pop(ENV_KWARG, None)
+        call = kwargs.pop(CALL_KWARG, None)
+
+        def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+            rec, obj = self._flame_load(env)
+            try:
+                args, kwargs = _decode_args(rec, args, kwargs)
+                return run_call(getattr(obj, name), args, kwargs, env)
+            except BaseException:
+                _forget_live_instance(obj)
+                raise
+
+        return guarded(call, invoke, args, kwargs, env)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        d = self.__dict__
+        if d.get("_flame_obj", _UNLOADED) is _UNLOADED:
+            if name in d["_flame_state"].get("methods", ()):
+                return functools.partial(self._flame_invoke, name)
+            raise AttributeError(
+                f"{self!r} has no method {name!r} (attributes other than public methods are read on the executor)"
+            )
+        value = getattr(d["_flame_obj"], name)
+        return functools.partial(self._flame_invoke, name) if callable(value) else value
+
+    def __dir__(self) -> list[str]:
+        return list(self.__dict__["_flame_state"].get("methods", ()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = self.__dict__["_flame_state"]
+        obj = self.__dict__.get("_flame_obj", _UNLOADED)
+        if obj is not _UNLOADED:
+            rec = _namespace(state)
+            try:
+                body = Dumper(rec["G"], threshold=state.get("threshold"), known=rec["refs"]).dump(obj)
+            except Exception as exc:
+                raise RuntimeError(
+                    f"flame_jupyter: cannot save the state of {state.get('name')} after the call "
+                    f"({type(exc).__name__}: {exc}); a stateful service must keep picklable state: "
+                    "open files, sockets and connections should be opened inside each call"
+                ) from exc
+            state = dict(state, body=body, env=rec["env"] or state.get("env"), refs=dict(rec["refs"]))
+            _keep_live_instance(state, obj)
+        return (_boot_fn(), ("instance", state))
+
+    def __repr__(self) -> str:
+        return "<flame_jupyter remote instance of {}>".format(self.__dict__["_flame_state"].get("name"))
+
+
+_LIVE_INSTANCES = 8
+
+
+def _instance_key(state: PayloadState) -> tuple[Any, ...] | None:
+    body = state.get("body")
+    if not isinstance(body, (bytes, bytearray)):
+        return None
+    return (state.get("id"), len(body), hashlib.blake2b(body, digest_size=16).digest())
+
+
+def _keep_live_instance(state: PayloadState, obj: Any) -> None:
+    """Remember the object whose state was just saved (flamepy's runpy persists a stateful
+    service after every call and reloads it before the next)."""
+    key = _instance_key(state)
+    if key is None:
+        return
+    rt = _rt()
+    with rt.lock:
+        live = rt.__dict__.setdefault("live_instances", OrderedDict())
+        _drop_live(live, obj)  # its previous state is not what it is now
+        live[key] = obj
+        live.move_to_end(key)
+        while len(live) > _LIVE_INSTANCES:
+            live.popitem(last=False)
+
+
+def _forget_live_instance(obj: Any) -> None:
+    """A call on ``obj`` failed: runpy does not save it, so the next call must start from the
+    saved state, not from this (possibly half-changed) object."""
+    rt = _rt()
+    with rt.lock:
+        _drop_live(rt.__dict__.get("live_instances") or {}, obj)
+
+
+def _drop_live(live: dict[Any, Any], obj: Any) -> None:
+    for key in [k for k, v in live.items() if v is obj]:
+        del live[key]
+
+
+def _live_instance(state: PayloadState) -> Any:
+    """The object this process saved as exactly ``state`` (same payload, byte-identical body),
+    so the reload before the next call costs a hash instead of unpickling the object again.
+    Any other state (another instance saved it, or it changed) is loaded from its bytes."""
+    key = _instance_key(state)
+    if key is None:
+        return _UNLOADED
+    rt = _rt()
+    with rt.lock:
+        live = rt.__dict__.get("live_instances")
+        return live.get(key, _UNLOADED) if live else _UNLOADED
+
+
+class _InitDescriptor:
+    """``__init__`` of a remote class: loads the user's class and instantiates it."""
+
+    def __init__(self, state: PayloadState) -> None:
+        self._state = state
+
+    def __get__(self, inst: Any, owner: Any = None) -> Any:
+        if inst is None:
+            return self
+        return functools.partial(_init_instance, self._state, inst)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("__init__ of a flame_jupyter remote class needs an instance")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_boot_fn(), ("init", self._state))
+
+
+def _init_instance(state: PayloadState, inst: Any, *args: Any, **kwargs: Any) -> None:
+    env = kwargs.pop(ENV_KWARG, None)
+    kwargs.pop(CALL_KWARG, None)
+    d = inst.__dict__
+    d["_flame_state"] = state
+    try:
+        rec = _prepare(state, env)
+    except RuntimeError as exc:  # version skew: report it on the first call, not at session start
+        d["_flame_error"] = exc
+        return
+    cls = _load_body(state, rec)
+    args, kwargs = _decode_args(rec, args, kwargs)
+    d["_flame_obj"] = run_call(cls, args, kwargs, env)
+
+
+class _MethodStub:
+    """A public method of a remote class; calls the same method of the real instance."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, inst: Any, owner: Any = None) -> Any:
+        if inst is None:
+            return self
+        return functools.partial(_invoke_method, inst, self._name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self._name}() of a flame_jupyter remote class must be called on an instance")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_boot_fn(), ("stub", self._name))
+
+
+def _invoke_method(inst: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    d = inst.__dict__
+    env = kwargs.pop(ENV_KWARG, None)
+    call = kwargs.pop(CALL_KWARG, None)
+
+    def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+        if "_flame_error" in d:
+            raise d["_flame_error"]
+        rec = _prepare(d["_flame_state"], env)
+        args, kwargs = _decode_args(rec, args, kwargs)
+        return run_call(getattr(d["_flame_obj"], name), args, kwargs, env)
+
+    return guarded(call, invoke, args, kwargs, env)
+
+
+def make_remote_class(state: PayloadState) -> type:
+    """A class flamepy can serve: one stub per public method of the captured class.
+
+    It contains no bytecode (its members are objects of this module), so cloudpickle ships it
+    by value without tying it to the kernel's Python version.
+    """
+    body: dict[str, Any] = {
+        "__init__": _InitDescriptor(state),
+        "__module__": _SERVICE_MODULE,
+        "__qualname__": state["name"],
+        "__doc__": state.get("doc"),
+    }
+    for name in state.get("methods", ()):
+        body[name] = _MethodStub(name)
+    if state.get("session_context") is not None:
+        body["_session_context"] = state["session_context"]
+    return type(state["name"], (), body)
+
+
+def _build(kind: str, state: Any) -> Any:
+    """Rebuild a wrapper object of this package (called by the bootstrap on the executor)."""
+    _register_own_source()
+    if isinstance(state, dict):
+        # Local modules first: flamepy unpickles call arguments (which may use them) before
+        # any of our code runs. Writing source files needs no version check.
+        _install_modules((state.get("env") or {}).get("modules"))
+    if kind == "function":
+        return RemoteFunction(state)
+    if kind == "instance":
+        return RemoteInstance(state, live=_live_instance(state))
+    if kind == "init":
+        return _InitDescriptor(state)
+    if kind == "stub":
+        return _MethodStub(state)
+    if kind == "api":
+        return RemoteAPI(state)
+    raise ValueError(f"unknown flame_jupyter object kind {kind!r}")

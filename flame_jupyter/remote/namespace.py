@@ -1,0 +1,192 @@
+"""A payload's namespace on the executor: the notebook globals its code sees, kept per process.
+
+Payloads with the same id share one namespace; each call's env (:class:`.wire.Env`) refreshes
+it. Local modules are installed as source files, notebook cells registered for tracebacks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import importlib
+import linecache
+import os
+import shutil
+import sys
+import tempfile
+from collections import OrderedDict
+from typing import Any
+
+from .channel import display, import_module, progress
+from .pickling import Loader
+from .runtime import _blob, _np, _rt
+from .versions import check_versions
+from .wire import ARG_TAG, Env, PayloadState
+
+_MAX_NAMESPACES = 64
+_REMOTE_BUILTINS = {"display": display, "progress": progress}  # what remote code may call besides print
+
+
+def _decoded_large(digest: str, refs: dict[str, Any], loader: Any) -> Any:
+    """A large global, decoded once per process and content digest.
+
+    Decoding a 200 MB array for every call would cost more than the call; numpy arrays are
+    handed out read-only, so no call can change what the next call sees (copy to modify).
+    """
+    rt = _rt()
+    cache = getattr(rt, "decoded", None)
+    if cache is None:
+        cache = rt.decoded = OrderedDict()
+    with rt.lock:
+        if digest in cache:
+            cache.move_to_end(digest)
+            return cache[digest]
+    value = loader.loads(_blob(digest, refs))
+    np = _np()
+    if np is not None and isinstance(value, np.ndarray):
+        value.setflags(write=False)
+        with rt.lock:
+            cache[digest] = value
+            while len(cache) > 16:
+                cache.popitem(last=False)
+    return value
+
+
+def _register_lines(lines: dict[str, str]) -> None:
+    """Make notebook cell sources visible to ``linecache`` (and so to tracebacks)."""
+    for filename, text in lines.items():
+        entry = linecache.cache.get(filename)
+        if entry is not None and len(entry) == 4 and entry[1] is not None:
+            continue  # a real file on this machine wins
+        linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+
+
+def _module_base_dir() -> str:
+    rt = _rt()
+    with rt.lock:
+        if rt.module_dir[0] is None:
+            rt.module_dir[0] = tempfile.mkdtemp(prefix="flame_jupyter_modules_")
+            atexit.register(shutil.rmtree, rt.module_dir[0], True)
+        return rt.module_dir[0]
+
+
+def _install_modules(mods: Any) -> None:
+    """Install local (not pip-installed) notebook modules shipped as source files."""
+    rt = _rt()
+    for top, digest, files in mods or ():
+        with rt.lock:
+            current = rt.modules.get(top)
+            if current is not None and current[0] == digest:
+                continue
+            root = os.path.join(_module_base_dir(), f"{top}-{digest[:20]}")
+            for rel, data in files.items():
+                path = os.path.join(root, *rel.split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as fh:
+                    fh.write(data)
+            if current is not None:
+                if current[1] in sys.path:
+                    sys.path.remove(current[1])
+                for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+                    del sys.modules[name]
+            sys.path.insert(0, root)
+            importlib.invalidate_caches()
+            rt.modules[top] = (digest, root)
+
+
+def _new_namespace() -> dict[str, Any]:
+    return {"__name__": "__main__", "__builtins__": builtins}
+
+
+def _namespace(state: PayloadState) -> dict[str, Any]:
+    """Namespace record of a payload (created once per process, then reused)."""
+    rt = _rt()
+    with rt.lock:
+        rec = rt.namespaces.get(state["id"])
+        if rec is not None:
+            rt.namespaces.move_to_end(state["id"])
+            return rec
+    rec = {"G": _new_namespace(), "applied": {}, "refs": dict(state.get("refs") or {}), "env": None}
+    for name, api in _REMOTE_BUILTINS.items():
+        rec["G"].setdefault(name, api)
+    apply_env(rec, state.get("env"))
+    with rt.lock:
+        rt.namespaces[state["id"]] = rec
+        while len(rt.namespaces) > _MAX_NAMESPACES:
+            rt.namespaces.popitem(last=False)
+    return rec
+
+
+def apply_env(rec: dict[str, Any], env: Env | None) -> None:
+    """Bind the env's globals into the namespace record ``rec``.
+
+    Unchanged code entries and modules are kept (same objects); values are decoded afresh so
+    every call sees the notebook's value, not one mutated by an earlier call.
+    """
+    if env is None:
+        return
+    _install_modules(env.get("modules"))
+    _register_lines(env.get("lines") or {})
+    G = rec["G"]
+    applied = rec["applied"]
+    refs = rec["refs"]
+    refs.update(env.get("refs") or {})
+    loader = Loader(G, refs)
+    seen = set()
+    for name, kind, digest, data in env.get("entries", ()):
+        seen.add(name)
+        if kind != "value" and applied.get(name) == digest and name in G:
+            continue
+        try:
+            if kind == "module":
+                G[name] = import_module(data)
+            elif data is None:
+                G[name] = _decoded_large(digest, refs, loader)
+            else:
+                G[name] = loader.loads(data)
+        except Exception as exc:
+            raise _load_error(f"notebook global {name!r}", exc) from exc
+        applied[name] = digest
+    for name in [n for n in applied if n not in seen]:
+        del applied[name]
+        G.pop(name, None)
+    rec["env"] = env
+
+
+def _load_error(what: str, exc: BaseException) -> RuntimeError:
+    hint = " (install it on the executors)" if isinstance(exc, ImportError) else ""
+    return RuntimeError(
+        f"flame_jupyter: cannot load {what} on this executor: {type(exc).__name__}: {exc}{hint}"
+    )
+
+
+def _load_body(state: PayloadState, rec: dict[str, Any]) -> Any:
+    try:
+        return Loader(rec["G"], rec["refs"]).loads(state["body"])
+    except Exception as exc:
+        raise _load_error(f"the captured {state['kind']} {state.get('name')!r}", exc) from exc
+
+
+def _prepare(state: PayloadState, env: Any) -> dict[str, Any]:
+    check_versions(state["header"])
+    rec = _namespace(state)
+    if env is not None:
+        if state.get("snapshot"):
+            _install_modules(env.get("modules"))  # modules needed by encoded arguments
+        else:
+            apply_env(rec, env)
+    return rec
+
+
+def _decode_args(rec: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    loader = None
+
+    def dec(v: Any) -> Any:
+        nonlocal loader
+        if type(v) is tuple and len(v) == 2 and v[0] == ARG_TAG:
+            if loader is None:
+                loader = Loader(rec["G"], rec["refs"])
+            return loader.loads(v[1])
+        return v
+
+    return tuple(dec(a) for a in args), {k: dec(v) for k, v in kwargs.items()}

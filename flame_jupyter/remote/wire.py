@@ -1,0 +1,256 @@
+"""Every format the kernel and the executor share, declared once.
+
+The kernel writes payload states, envs and call infos; the executor writes call records and
+failures; each end reads what the other wrote. Everything here is stdlib-only and travels as
+plain Python data (dicts, tuples, strings): a class of this package must never be pickled into a
+message, because the other end may not have this package under the same name (executors run a
+bootstrapped copy, see :mod:`.bootstrap`). Records are therefore typed here as ``NamedTuple``\\ s
+but sent as plain tuples (:func:`encode_record`) and typed again on reading (:func:`decode_record`).
+
+Saved samples of each format live in ``tests/golden``; changing a format fails those tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from enum import Enum
+from typing import Any, Literal, NamedTuple, TypedDict
+
+# --------------------------------------------------------------------------- keyword arguments
+
+#: Keyword argument that carries the current notebook globals on each call (an :class:`Env`,
+#: or ``None``: use the values frozen at capture).
+ENV_KWARG = "__flame_env__"
+
+#: Keyword argument that carries the call's channel (a :class:`CallInfo`): output, progress and
+#: displays are appended to the ``stream`` object of the object cache (created on the first
+#: record, then patched); the client cancels by creating ``cancel``.
+CALL_KWARG = "__flame_call__"
+
+#: Tag of an argument encoded by the capture engine: ``(ARG_TAG, dill_bytes)``.
+ARG_TAG = "\x00flame_jupyter.arg"
+
+#: Persistent-id tag for values stored in the object cache: ``(REF_TAG, digest)``.
+REF_TAG = "flame_jupyter.ref"
+
+#: Version of the payload state (:class:`PayloadState`), checked on the executor.
+PAYLOAD_FORMAT = 1
+
+#: Version of the env (:class:`Env`) and of the stream object's base (:class:`StreamHeader`).
+ENV_FORMAT = 1
+STREAM_FORMAT = 1
+
+# --------------------------------------------------------------------------- dicts
+
+
+class Header(TypedDict):
+    """Format and serializer versions stored in every payload (see ``versions.make_header``)."""
+
+    format: int
+    python: str
+    dill: str
+    cloudpickle: str
+
+
+#: One notebook global: ``(name, kind, digest, data)``; kind ``"code" | "value" | "module"``;
+#: ``data`` is dill bytes (code/value), a module name (module), or ``None`` when the value
+#: lives in the object cache under ``refs[digest]``.
+EnvEntry = tuple[str, str, str, Any]
+
+#: A local (not pip-installed) module shipped as source: ``(top_name, digest, {relpath: bytes})``.
+EnvModule = tuple[str, str, dict[str, bytes]]
+
+
+class Env(TypedDict):
+    """The notebook globals a call needs (the value of :data:`ENV_KWARG`)."""
+
+    format: int
+    entries: list[EnvEntry]
+    refs: dict[str, Any]  # digest -> flamepy ObjectRef of a large value
+    modules: list[EnvModule]
+    lines: dict[str, str]  # notebook cell filename -> source, for tracebacks
+
+
+class _PayloadRequired(TypedDict):
+    id: str  # namespace id: payloads with the same id share one namespace per process
+    kind: str  # "function" | "class" | "instance" | "cell"
+    name: str
+    header: Header
+    body: bytes  # dill bytes of the function, class, instance or cell spec
+    refs: dict[str, Any]
+    env: Env | None
+    snapshot: bool
+    threshold: int | None
+
+
+class PayloadState(_PayloadRequired, total=False):
+    """What a captured object carries to the executor (the state of its wrapper)."""
+
+    session_context: Any  # flamepy SessionContext or None
+    methods: list[str]  # class / instance: public methods
+    doc: str | None  # class: docstring
+    outputs: tuple[str, ...]  # cell: names to send back
+
+
+class CallInfo(TypedDict):
+    """One call's channel (the value of :data:`CALL_KWARG`): object-cache keys."""
+
+    id: str
+    stream: str  # "<app>/<session>/<key>": records are patched onto this object
+    cancel: str  # "<app>/<session>/<key>": the client creates it to cancel
+
+
+class StreamHeader(TypedDict):
+    """The base of a call's stream object (its patches are lists of records)."""
+
+    call: str
+    format: int
+
+
+class CellResult(TypedDict):
+    """What a ``%%flame`` cell returns."""
+
+    value: Any
+    outputs: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- call records
+
+
+class Output(NamedTuple):
+    """Text the call wrote (consecutive writes to one stream are merged into one record)."""
+
+    kind: Literal["stdout", "stderr"]
+    text: str
+
+
+class Progress(NamedTuple):
+    """``flame_jupyter.progress(done, total, message)`` inside the call."""
+
+    kind: Literal["progress"]
+    done: float
+    total: float | None
+    message: str
+    at: float  # time.time() on the executor
+
+
+class Display(NamedTuple):
+    """``flame_jupyter.display(obj)`` inside the call: a MIME bundle."""
+
+    kind: Literal["display"]
+    bundle: dict[str, Any]
+
+
+class Preview(NamedTuple):
+    """A large result's MIME bundle, sent before the result itself."""
+
+    kind: Literal["preview"]
+    bundle: dict[str, Any]
+    size: int  # estimated bytes of the result
+
+
+class CancelSeen(NamedTuple):
+    """The executor saw the cancel request and interrupted the call."""
+
+    kind: Literal["cancel"]
+    at: float
+
+
+class End(NamedTuple):
+    """The executor is ending itself (a cancelled call stuck in C code)."""
+
+    kind: Literal["end"]
+    at: float
+    reason: str
+
+
+Record = Output | Progress | Display | Preview | CancelSeen | End
+
+#: Record type of each kind.
+RECORD_TYPES: dict[str, type[Any]] = {
+    "stdout": Output,
+    "stderr": Output,
+    "progress": Progress,
+    "display": Display,
+    "preview": Preview,
+    "cancel": CancelSeen,
+    "end": End,
+}
+
+
+def encode_record(record: Record) -> tuple[Any, ...]:
+    """The plain tuple that travels for ``record``."""
+    return tuple(record)
+
+
+def decode_record(raw: Any) -> Record | None:
+    """The typed record of a plain tuple read from a stream (``None``: not a record we know)."""
+    if not isinstance(raw, tuple) or not raw:
+        return None
+    cls = RECORD_TYPES.get(raw[0]) if isinstance(raw[0], str) else None
+    if cls is None or len(raw) != len(cls._fields):
+        return None
+    return cls(*raw)
+
+
+# --------------------------------------------------------------------------- failures
+
+#: Marks an encoded failure inside Flame's task failure message.
+ERROR_MARK_START = "\n<<flame-jupyter-error:"
+ERROR_MARK_END = ">>"
+
+#: ``module`` and ``type`` of the failure of a call the user cancelled.
+CANCELLED_MODULE = "flame_jupyter"
+CANCELLED_NAME = "Cancelled"
+
+
+class Failure(TypedDict):
+    """A remote exception: what travels between the markers (base64 JSON)."""
+
+    module: str
+    type: str  # qualified name
+    message: str
+    traceback: str
+
+
+def encode_failure(module: str, name: str, message: str, traceback: str) -> str:
+    """The failure text: ``"<Type>: <message>"`` for any reader, then the marked record."""
+    record: Failure = {"module": module, "type": name, "message": message, "traceback": traceback}
+    blob = base64.b64encode(json.dumps(record).encode()).decode()
+    return f"{name}: {message}{ERROR_MARK_START}{blob}{ERROR_MARK_END}"
+
+
+def decode_failure(text: str) -> Failure | None:
+    """The record inside a failure text (``None``: no or a damaged record)."""
+    start = text.find(ERROR_MARK_START)
+    if start < 0:
+        return None
+    end = text.find(ERROR_MARK_END, start + len(ERROR_MARK_START))
+    if end < 0:
+        return None
+    try:
+        return json.loads(base64.b64decode(text[start + len(ERROR_MARK_START) : end]))
+    except (ValueError, TypeError):
+        return None
+
+
+# --------------------------------------------------------------------------- future states
+
+
+class State(str, Enum):
+    """The state of a call's future (the kernel's view; executors never send it)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+#: States a future never leaves.
+TERMINAL = frozenset({State.DONE, State.FAILED, State.CANCELLED})
