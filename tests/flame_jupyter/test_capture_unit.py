@@ -18,9 +18,9 @@ from flamepy.runner.types import RunnerContext, SessionContext
 
 import flame_jupyter.remote as remote
 from flame_jupyter.capture import ENV_KWARG, CaptureError, Capturer, MemoryObjectStore
-from flame_jupyter.capture_errors import find_path
-from flame_jupyter.capture_modules import files_digest, local_top, module_files
-from flame_jupyter.capture_names import cell_free_names, code_global_names
+from flame_jupyter.capture.errors import find_path
+from flame_jupyter.capture.modules import files_digest, local_top, module_files
+from flame_jupyter.capture.names import cell_free_names, code_global_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_remote_runpy import notebook, run_cell  # noqa: E402

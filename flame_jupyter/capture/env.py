@@ -14,10 +14,12 @@ import threading
 import types
 from typing import Any, Protocol
 
-from .capture_errors import MAGIC_REASON, Blocked, CaptureError, blocked_reason, error_for, type_name
-from .capture_modules import files_digest, local_top, module_files
-from .capture_names import code_global_names
-from .remote import ENV_KWARG, Dumper, bytes_digest, cheap_digest
+from flame_jupyter.remote import ENV_KWARG, Dumper, bytes_digest, cheap_digest
+from flame_jupyter.remote.wire import ENV_FORMAT, Env
+
+from .errors import MAGIC_REASON, Blocked, CaptureError, blocked_reason, error_for, type_name
+from .modules import files_digest, local_top, module_files
+from .names import code_global_names
 
 #: Names never captured from the notebook namespace.
 SKIP_NAMES = frozenset({"__builtins__", "__name__", "__doc__", "__spec__", "__loader__", "__package__"})
@@ -234,11 +236,9 @@ class CaptureRun:
             refs[digest] = ref
         return refs
 
-    def env(
-        self, entries: list[tuple[str, str, str, Any]], modules: list[Any], refs: dict[str, Any]
-    ) -> dict[str, Any]:
+    def env(self, entries: list[tuple[str, str, str, Any]], modules: list[Any], refs: dict[str, Any]) -> Env:
         return {
-            "format": 1,
+            "format": ENV_FORMAT,
             "entries": entries,
             "refs": refs,
             "modules": modules,

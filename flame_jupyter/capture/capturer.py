@@ -31,10 +31,7 @@ import threading
 import uuid
 from typing import Any
 
-from .capture_env import CaptureDumper, CaptureRun, ObjectStore, Recorder, is_passthrough
-from .capture_errors import CaptureError, error_for
-from .capture_names import cell_free_names
-from .remote import (
+from flame_jupyter.remote import (
     ARG_TAG,
     ENV_KWARG,
     RemoteFunction,
@@ -43,6 +40,10 @@ from .remote import (
     make_remote_class,
     register_local_object,
 )
+
+from .env import CaptureDumper, CaptureRun, ObjectStore, Recorder, is_passthrough
+from .errors import CaptureError, error_for
+from .names import cell_free_names
 
 __all__ = [
     "DEFAULT_THRESHOLD",
