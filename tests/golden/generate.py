@@ -1,0 +1,156 @@
+"""Write the saved wire samples in ``samples/`` (run once per format change, then commit them).
+
+    python tests/golden/generate.py
+
+Each sample is what one end of the kernel <-> executor protocol writes today, made by the real
+code of that end: a payload state and a per-call env (kernel: the capture engine), the call info
+(kernel: :mod:`flame_jupyter.calls`), one call record of each kind and the stream header
+(executor: :mod:`flame_jupyter.remote.channel`), and failures of a few exception types (executor:
+``guarded``). ``test_golden_wire.py`` decodes them with the current code, so a change of either
+end that the other end would not read fails a test. Samples are plain pickles (protocol 5) of
+dicts, tuples, bytes and strings: nothing in them names a flame_jupyter class.
+"""
+
+from __future__ import annotations
+
+import linecache
+import pickle
+import pickletools
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+#: The notebook the payload samples come from.
+NOTEBOOK = """
+import math
+
+WEIGHT = 3
+
+def helper(x):
+    return math.floor(x) + 1
+
+def score(x):
+    return helper(x) * WEIGHT
+"""
+CELL_FILE = "/tmp/ipykernel_golden/1.py"
+STATE_ID = "golden-score-0001"
+
+
+def notebook() -> dict[str, Any]:
+    source = textwrap.dedent(NOTEBOOK)
+    linecache.cache[CELL_FILE] = (len(source), None, source.splitlines(keepends=True), CELL_FILE)
+    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile(source, CELL_FILE, "exec"), ns)
+    return ns
+
+
+def payload_samples() -> dict[str, Any]:
+    from flame_jupyter.capture import Capturer, MemoryObjectStore
+
+    ns = notebook()
+    captured = Capturer(store=MemoryObjectStore()).capture(ns["score"], ns=ns)
+    state = dict(captured.state, id=STATE_ID)
+    ns["WEIGHT"] = 5  # the notebook changed: the next call's env carries the new value
+    _, kwargs = captured.prepare_call((2.5,), {})
+    from flame_jupyter.remote.wire import ENV_KWARG
+
+    return {"payload_state.pkl": state, "env.pkl": kwargs[ENV_KWARG]}
+
+
+def call_samples() -> dict[str, Any]:
+    from flame_jupyter.calls import CallChannel
+
+    channel = CallChannel("golden-app", "golden-session", "grpc://127.0.0.1:1")
+    return {"call_info.pkl": channel.kwarg()}
+
+
+class _Shown:
+    def _repr_html_(self) -> str:
+        return "<b>shown</b>"
+
+    def __repr__(self) -> str:
+        return "Shown()"
+
+
+def record_samples() -> dict[str, Any]:
+    """Records as the executor's channel sends them (each flush is one patch of the stream)."""
+    import io
+
+    from flame_jupyter.remote import channel as ch
+    from flame_jupyter.remote.runtime import _rt
+    from flame_jupyter.remote.wire import CancelSeen, End
+
+    class Recorded(ch._CallChannel):
+        sent: list[Any] = []
+
+        def flush(self) -> None:
+            with self.lock:
+                records, self.records = self.records, []
+            self.sent.extend(records)
+
+    call = Recorded({"id": "golden-call", "stream": "golden-app/golden-session/fj-1-out", "cancel": ""})
+    out, err = ch._StdProxy("stdout", io.StringIO()), ch._StdProxy("stderr", io.StringIO())
+    rt = _rt()
+    rt.channel = call
+    try:
+        out.write("hello ")
+        out.write("world\n")  # merged into one record
+        err.write("careful\n")
+        ch._api_progress(3, 10, "step 3")
+        ch._api_display(_Shown())
+        call.add(CancelSeen("cancel", 1700000000.0))
+        call.add(End("end", 1700000001.0, "cancelled"))
+        call.finish(b"x" * (ch.PREVIEW_BYTES + 1))  # a large result gets a preview
+    finally:
+        rt.channel = None
+    return {"records.pkl": list(call.sent), "stream_header.pkl": {"call": "golden-call", "format": 1}}
+
+
+class NotebookError(Exception):
+    """An exception class defined in a notebook (``__main__``), unknown to the kernel's modules."""
+
+
+NotebookError.__module__ = "__main__"
+
+
+def failure_samples() -> dict[str, str]:
+    from flame_jupyter.remote.channel import Cancelled, _encoded_failure
+
+    def fail(exc: BaseException) -> str:
+        try:
+            raise exc
+        except BaseException as raised:  # noqa: BLE001
+            return str(_encoded_failure(raised))
+
+    return {
+        "failure_value_error.txt": fail(ValueError("bad input 7")),
+        "failure_key_error.txt": fail(KeyError("missing")),
+        "failure_notebook_error.txt": fail(NotebookError("custom")),
+        "failure_cancelled.txt": fail(Cancelled()),
+    }
+
+
+def _check_plain(name: str, data: bytes) -> None:
+    for _op, arg, _pos in pickletools.genops(data):
+        if isinstance(arg, str) and "flame_jupyter" in arg and "." in arg and " " not in arg:
+            if arg.startswith(("flame_jupyter.", "_flame_jupyter")):
+                raise SystemExit(f"{name}: names {arg!r}; samples must be plain data")
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    SAMPLES.mkdir(exist_ok=True)
+    for name, value in {**payload_samples(), **call_samples(), **record_samples()}.items():
+        data = pickle.dumps(value, protocol=5)
+        _check_plain(name, data)
+        (SAMPLES / name).write_bytes(data)
+    for name, text in failure_samples().items():
+        (SAMPLES / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(list(SAMPLES.iterdir()))} samples to {SAMPLES}")
+
+
+if __name__ == "__main__":
+    main()

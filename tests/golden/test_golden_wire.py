@@ -1,0 +1,165 @@
+"""Saved wire samples (``samples/``, written by ``generate.py``) decoded by the current code.
+
+Each sample is what one end of the kernel <-> executor protocol wrote when it was saved; if
+either end changes a format the other end reads, these tests fail. To change a format on
+purpose, bump its version in ``flame_jupyter/remote/wire.py``, regenerate and say so.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from flame_jupyter.calls import CallChannel
+from flame_jupyter.errors import CancelledError, RemoteError
+from flame_jupyter.failures import decode_failure
+from flame_jupyter.remote import RemoteFunction, check_versions, wire
+
+HERE = Path(__file__).resolve().parent
+SAMPLES = HERE / "samples"
+sys.path.insert(0, str(HERE))
+import generate  # noqa: E402
+
+
+def load(name: str) -> Any:
+    return pickle.loads((SAMPLES / name).read_bytes())
+
+
+def keys(td: Any) -> tuple[set[str], set[str]]:
+    """Required and all keys of a ``TypedDict``."""
+    return set(td.__required_keys__), set(td.__required_keys__ | td.__optional_keys__)
+
+
+STATE = load("payload_state.pkl")
+_made_with = ".".join(STATE["header"]["python"].split(".")[:2])
+same_python = pytest.mark.skipif(
+    _made_with != f"{sys.version_info[0]}.{sys.version_info[1]}",
+    reason=f"the payload sample holds Python {_made_with} bytecode; regenerate it under this Python",
+)
+
+
+# --------------------------------------------------------------------------- kernel -> executor
+
+
+def test_payload_state_has_the_declared_shape() -> None:
+    required, known = keys(wire.PayloadState)
+    assert required <= set(STATE) <= known
+    assert set(STATE["header"]) == keys(wire.Header)[1]
+    assert STATE["header"]["format"] == wire.PAYLOAD_FORMAT
+    assert STATE["kind"] == "function" and isinstance(STATE["body"], bytes)
+
+
+def test_env_has_the_declared_shape() -> None:
+    env = load("env.pkl")
+    assert set(env) == keys(wire.Env)[1]
+    assert env["format"] == wire.ENV_FORMAT
+    assert {kind for _name, kind, _digest, _data in env["entries"]} == {"code", "value", "module"}
+    assert generate.CELL_FILE in env["lines"]
+
+
+@same_python
+def test_payload_and_env_run_with_the_current_executor_code() -> None:
+    state = dict(STATE, id=uuid.uuid4().hex)  # a namespace of its own in this process
+    check_versions(state["header"])
+    expected = (math.floor(2.5) + 1) * 3
+    assert RemoteFunction(state)(2.5) == expected  # the globals frozen at capture
+    assert RemoteFunction(state)(2.5, **{wire.ENV_KWARG: load("env.pkl")}) == expected // 3 * 5
+
+
+@same_python
+def test_payload_runs_in_the_bootstrapped_copy() -> None:
+    """What an executor runs: the package rebuilt from the source blob, not this checkout's files."""
+    state = dict(STATE, id=uuid.uuid4().hex)
+    shipped = cloudpickle.loads(cloudpickle.dumps(RemoteFunction(state)))
+    assert type(shipped).__module__.startswith("_flame_jupyter_remote_")
+    assert shipped(2.5, **{wire.ENV_KWARG: load("env.pkl")}) == 15
+
+
+def test_call_info_is_what_the_kernel_sends_today() -> None:
+    saved = load("call_info.pkl")
+    assert set(saved) == {wire.CALL_KWARG}
+    assert set(saved[wire.CALL_KWARG]) == keys(wire.CallInfo)[1]
+    today = CallChannel("golden-app", "golden-session", "grpc://127.0.0.1:1").kwarg()
+    assert set(today) == set(saved) and set(today[wire.CALL_KWARG]) == set(saved[wire.CALL_KWARG])
+    for key in ("stream", "cancel"):
+        assert saved[wire.CALL_KWARG][key].startswith("golden-app/golden-session/")
+
+
+# --------------------------------------------------------------------------- executor -> kernel
+
+
+def test_one_saved_record_of_each_kind_decodes() -> None:
+    raw = load("records.pkl")
+    decoded = [wire.decode_record(r) for r in raw]
+    assert None not in decoded
+    assert {r.kind for r in decoded} == set(wire.RECORD_TYPES)
+    for r, rec in zip(raw, decoded, strict=True):
+        assert isinstance(rec, wire.RECORD_TYPES[r[0]])
+        assert wire.encode_record(rec) == r and type(wire.encode_record(rec)) is tuple
+    by_kind = {rec.kind: rec for rec in decoded}
+    assert by_kind["stdout"].text == "hello world\n" and by_kind["stderr"].text == "careful\n"
+    progress = by_kind["progress"]
+    assert (progress.done, progress.total, progress.message) == (3.0, 10.0, "step 3")
+    assert by_kind["display"].bundle == {"text/html": "<b>shown</b>", "text/plain": "Shown()"}
+    assert by_kind["preview"].size > (1 << 20) and "text/plain" in by_kind["preview"].bundle
+    assert by_kind["end"].reason == "cancelled"
+
+
+def _untimed(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [r[:4] if r[0] == "progress" else r for r in records]
+
+
+def test_the_executor_writes_the_saved_records_today() -> None:
+    today = generate.record_samples()
+    assert _untimed(today["records.pkl"]) == _untimed(load("records.pkl"))
+    assert today["stream_header.pkl"] == load("stream_header.pkl")
+    assert set(load("stream_header.pkl")) == keys(wire.StreamHeader)[1]
+
+
+def failure(name: str) -> str:
+    return (SAMPLES / f"failure_{name}.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "remote_type", "message"),
+    [
+        ("value_error", ValueError, "ValueError", "bad input 7"),
+        ("key_error", KeyError, "KeyError", "'missing'"),
+        ("notebook_error", RemoteError, "__main__.NotebookError", "custom"),
+    ],
+)
+def test_saved_failures_decode_to_the_remote_type(
+    name: str, cls: type, remote_type: str, message: str
+) -> None:
+    err = decode_failure(Exception(failure(name)))
+    assert isinstance(err, RemoteError) and isinstance(err, cls)
+    assert err.remote_type == remote_type
+    assert err.args[0] == message
+    assert remote_type.rsplit(".", 1)[-1] in err.remote_traceback
+
+
+def test_saved_cancel_decodes_to_cancelled() -> None:
+    err = decode_failure(Exception(failure("cancelled")))
+    assert isinstance(err, CancelledError)
+
+
+@pytest.mark.parametrize("name", ["value_error", "key_error", "notebook_error", "cancelled"])
+def test_the_executor_encodes_failures_as_saved(name: str) -> None:
+    text = failure(name)
+    record = wire.decode_failure(text)
+    assert record is not None and set(record) == keys(wire.Failure)[1]
+    assert (
+        wire.encode_failure(record["module"], record["type"], record["message"], record["traceback"]) == text
+    )
+    today = wire.decode_failure(generate.failure_samples()[f"failure_{name}.txt"])
+    assert today is not None
+    assert {k: v for k, v in today.items() if k != "traceback"} == {
+        k: v for k, v in record.items() if k != "traceback"
+    }
