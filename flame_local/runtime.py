@@ -25,10 +25,10 @@ from typing import Any
 import grpc
 from flamepy.proto import frontend_pb2_grpc
 
-from flame_local.cache_server import CacheServer
-from flame_local.cache_store import CacheStore
-from flame_local.frontend import FrontendService
-from flame_local.manager import ExecutorManager
+from flame_local.cache.server import CacheServer
+from flame_local.cache.store import CacheStore
+from flame_local.executors.manager import ExecutorManager
+from flame_local.servers.frontend import FrontendService
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Store
 
@@ -78,7 +78,7 @@ class LocalRuntime:
         try:
             cache_check = frontend_check = None
             if not s.allow_other_users:
-                from flame_local.peers import same_user_peer
+                from flame_local.servers.peers import same_user_peer
 
                 addr: dict[str, tuple[str, int]] = {}
                 cache_check = lambda peer: same_user_peer(peer, addr.get("cache"))  # noqa: E731
@@ -180,6 +180,6 @@ def _grpc_host(host: str) -> str:
 
 
 def _peer_interceptor(check):  # type: ignore[no-untyped-def]
-    from flame_local.peers import PeerCheckInterceptor
+    from flame_local.servers.peers import PeerCheckInterceptor
 
     return PeerCheckInterceptor(check)

@@ -1,7 +1,7 @@
 """Flame's two built-in services, re-provided in Python: ``flmexec`` and ``flmping``.
 
 Flame ships them as Rust binaries (``flmexec/src``, ``flmping/src``); the runtime runs
-``python -m flame_local.builtin_services flmexec|flmping`` when an application's command is
+``python -m flame_local.executors.builtin_services flmexec|flmping`` when an application's command is
 ``${FLAME_HOME}/bin/flmexec-service`` or ``${FLAME_HOME}/bin/flmping-service``.
 
 * ``flmexec``: input JSON ``{"language": "python"|"shell", "runtime": ..., "code": ..., "input":
@@ -90,7 +90,7 @@ SERVICES = {"flmexec": FlmexecService, "flmping": FlmpingService}
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in SERVICES:
-        raise SystemExit(f"usage: python -m flame_local.builtin_services {{{'|'.join(SERVICES)}}}")
+        raise SystemExit(f"usage: python -m flame_local.executors.builtin_services {{{'|'.join(SERVICES)}}}")
     run(SERVICES[args[0]]())
 
 

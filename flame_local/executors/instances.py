@@ -8,13 +8,10 @@ service listens on, and ``flame.v1.Instance`` calls are made strictly one at a t
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,14 +19,14 @@ from typing import TYPE_CHECKING
 import grpc
 from flamepy.proto import shim_pb2, shim_pb2_grpc, types_pb2
 
-from flame_local import framed_shim
+from flame_local.executors import framed_shim
+from flame_local.executors.orphans import orphan_guard
 
 if TYPE_CHECKING:
-    from flame_local.warm import WarmPool
+    from flame_local.executors.warm import WarmPool
 
 _RUNPY_NOISE = "RuntimeWarning: 'flamepy.runner.runpy' found in sys.modules"
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-_PR_SET_PDEATHSIG = 1
 
 
 class ShimError(Exception):
@@ -58,14 +55,14 @@ def resolve_argv(
     Flame's ``flmrun`` command is ``${FLAME_HOME}/bin/uv run --python python<ver> python -m
     flamepy.runner.runpy``: ``uv run`` only selects an interpreter, so the runtime runs the rest
     directly with its own interpreter (``python``) instead of shipping uv.  Flame's Rust
-    ``flmexec-service``/``flmping-service`` map to :mod:`flame_local.builtin_services`.  ``python``/``python3``
+    ``flmexec-service``/``flmping-service`` map to :mod:`flame_local.executors.builtin_services`.  ``python``/``python3``
     as a command resolve through PATH, where the runtime's interpreter directory comes first.
     """
     cmd = expand(command, env)
     args = [expand(a, env) for a in arguments]
     for service in ("flmexec", "flmping"):
         if Path(cmd) == flame_home / "bin" / f"{service}-service":
-            return [python, "-m", "flame_local.builtin_services", service, *args]
+            return [python, "-m", "flame_local.executors.builtin_services", service, *args]
     if Path(cmd) == flame_home / "bin" / "uv" and args[:1] == ["run"]:
         rest = args[1:]
         while rest and rest[0].startswith("--"):
@@ -78,33 +75,9 @@ def resolve_argv(
     return [cmd, *args]
 
 
-_SETPRIV = shutil.which("setpriv")
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # noqa: BLE001 - best effort; stop() still ends the group
-        pass
-
-
-def orphan_guard(argv: list[str]) -> tuple[list[str], object]:
-    """Make the instance die with the runtime (even on SIGKILL): Linux's parent-death signal.
-
-    util-linux ``setpriv --pdeathsig`` sets it without a ``preexec_fn``, which keeps
-    subprocess on its fast vfork path and off gRPC's fork handlers; ``prctl`` in a
-    ``preexec_fn`` is the fallback.
-    """
-    if not sys.platform.startswith("linux"):
-        return argv, None
-    if _SETPRIV:
-        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
-    return argv, _die_with_parent
-
-
 class InstanceProcess:
     """A service process and the connection to its ``flame.v1.Instance`` service: gRPC, or the
-    same calls as frames (:mod:`flame_local.framed_shim`) when flamepy serves it in a warm
+    same calls as frames (:mod:`flame_local.executors.framed_shim`) when flamepy serves it in a warm
     interpreter."""
 
     def __init__(

@@ -1,10 +1,10 @@
-"""A pre-started interpreter that becomes an instance process on request (see :mod:`flame_local.warm`).
+"""A pre-started interpreter that becomes an instance process on request (see :mod:`flame_local.executors.warm`).
 
 It imports what ``python -m flamepy.runner.runpy`` would import, then waits for one JSON line on
 stdin: ``{"module", "args", "cwd", "env", "stdout", "stderr", "framed"}``.  It then takes that environment,
 working directory, ``sys.path`` and log files, and runs the module as ``__main__``, exactly as
 ``python -m <module> <args>`` would have; with ``framed``, flamepy's instance server speaks
-:mod:`flame_local.framed_shim` instead of gRPC.  End of input means "not needed": it exits.
+:mod:`flame_local.executors.framed_shim` instead of gRPC.  End of input means "not needed": it exits.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main() -> None:
     sys.path[:1] = [os.getcwd(), *extra]
     sys.argv = [req["module"], *req["args"]]
     if req.get("framed"):
-        from flame_local import framed_shim
+        from flame_local.executors import framed_shim
 
         framed_shim.install()
     import runpy

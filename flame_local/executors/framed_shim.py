@@ -2,7 +2,7 @@
 
 Flame's executor manager drives an instance with three ``flame.v1.Instance`` calls (enter, invoke,
 leave), strictly one at a time.  Over gRPC each costs a full HTTP/2 round trip and a thread hop on
-both sides, a large share of a short task.  A warm interpreter (:mod:`flame_local.warm_instance`)
+both sides, a large share of a short task.  A warm interpreter (:mod:`flame_local.executors.warm_instance`)
 can instead serve the *same* calls, handled by flamepy's own ``FlameInstanceServicer`` (so the
 service code is untouched), as length-prefixed protobuf frames:
 

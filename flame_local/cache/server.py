@@ -34,7 +34,7 @@ import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flame_local.cache_store import (
+from flame_local.cache.store import (
     CACHE_FORMAT_ARROW_TABLE,
     CACHE_FORMAT_METADATA_KEY,
     CacheKeyError,

@@ -7,7 +7,7 @@ import threading
 import pyarrow as pa
 import pytest
 
-from flame_local.cache_store import (
+from flame_local.cache.store import (
     CACHE_FORMAT_ARROW_TABLE,
     CACHE_FORMAT_METADATA_KEY,
     CACHE_VERSION_METADATA_KEY,

@@ -12,7 +12,7 @@ from flamepy.core.service import FlameService, SessionContext, TaskContext
 from flamepy.core.types import TaskOutput
 from flamepy.proto import shim_pb2, types_pb2
 
-from flame_local import framed_shim
+from flame_local.executors import framed_shim
 from tests.polling import wait_for
 
 

@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 import grpc
 from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
 
-from flame_local import apps
 from flame_local.errors import Code, FlameRuntimeError
-from flame_local.state import SessionSpec, Store
+from flame_local.state import SessionSpec, Store, apps
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Warm instance processes: interpreters that already imported flamepy, ready to become instances.
 
 Starting ``python -m flamepy.runner.runpy`` costs most of a second, nearly all of it imports.
-The pool keeps ``size`` interpreters that did those imports (:mod:`flame_local.warm_instance`);
+The pool keeps ``size`` interpreters that did those imports (:mod:`flame_local.executors.warm_instance`);
 an instance whose command is ``<runtime python> -m <module> ...`` takes one and hands it its
 environment, working directory and log files instead of starting from nothing.  Anything else
 (another interpreter, extra ``PYTHON*`` variables, installed dependencies that could shadow the
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flame_local.instances import orphan_guard
+from flame_local.executors.orphans import orphan_guard
 
 _START_ENV_KEYS = ("PYTHONPATH",)
 
@@ -148,7 +148,7 @@ class WarmPool:
         return not self._closed
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
-        argv, preexec = orphan_guard([self.python, "-m", "flame_local.warm_instance"])
+        argv, preexec = orphan_guard([self.python, "-m", "flame_local.executors.warm_instance"])
         try:
             return subprocess.Popen(
                 argv,
@@ -165,12 +165,12 @@ class WarmPool:
 
 
 def _has_flame_local(python: str, env: dict[str, str]) -> bool:
-    """Can ``python`` run :mod:`flame_local.warm_instance`? (The runtime's own interpreter can.)"""
+    """Can ``python`` run :mod:`flame_local.executors.warm_instance`? (The runtime's own interpreter can.)"""
     if os.path.abspath(python) == os.path.abspath(sys.executable):  # not realpath: venvs share it
         return True
     try:
         probe = subprocess.run(
-            [python, "-c", "import flame_local.warm_instance"],
+            [python, "-c", "import flame_local.executors.warm_instance"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ import grpc
 from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
 
 from flame_local import LocalRuntime
-from flame_local.warm import WarmPool
+from flame_local.executors.warm import WarmPool
 from tests.polling import wait_for
 
 

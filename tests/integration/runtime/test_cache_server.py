@@ -21,8 +21,8 @@ from flamepy.core.cache import (
     upload_object,
 )
 
-from flame_local.cache_server import RESPONSE_SCHEMA, CacheServer, _opaque_payload, _response_row
-from flame_local.cache_store import CACHE_VERSION_METADATA_KEY
+from flame_local.cache.server import RESPONSE_SCHEMA, CacheServer, _opaque_payload, _response_row
+from flame_local.cache.store import CACHE_VERSION_METADATA_KEY
 
 OPAQUE_SCHEMA = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 

@@ -1,0 +1,193 @@
+"""The scheduling rule, pure: which sessions get new instances and which idle instances go.
+
+Instance counts follow Flame's scheduler (``scheduler/plugins/{priority,gang}.rs``,
+``actions/allocate.rs``): a session wants ``max(min_instances, floor((pending + running) /
+batch_size) * batch_size)`` instances, capped by its ``max_instances``; new instances are committed
+in multiples of ``batch_size`` only (gang), round-robin over waiting sessions, oldest work first.
+Pending work scales a session up only once it has waited ``SCALE_UP_DELAY_MS`` (a burst of short
+calls stays on the instance that already runs).  The runtime runs at most ``capacity`` instances;
+when it is full and a session waits, idle instances of other sessions are released early instead
+of lingering for ``delay_release``: first those above their session's ``min_instances``, then, for
+a session with no instance whose work waited ``STARVED_AFTER_MS``, those that only keep a
+``min_instances`` slot.
+
+:func:`plan` takes plain data (:class:`Snapshot`) and returns a :class:`Plan`; the executor
+manager builds the snapshot from its state and applies the plan with threads and processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SCALE_UP_DELAY_MS",
+    "STARVED_AFTER_MS",
+    "InstanceView",
+    "Plan",
+    "SessionView",
+    "Snapshot",
+    "bind_retry_delay",
+    "keeps_min_slot",
+    "plan",
+]
+
+STARVED_AFTER_MS = 1000  # then idle min_instances of other sessions yield their slot
+SCALE_UP_DELAY_MS = 200  # pending work must wait this long before it gets more instances
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What the rule needs to know of one session the runtime remembers."""
+
+    id: str
+    open: bool = True
+    schedulable: bool = True  # its application exists and is Host-shimmed, and binds are not blocked
+    pending: int = 0
+    running: int = 0
+    oldest_pending_ms: float | None = None  # creation time of its oldest pending task (wall clock, ms)
+    min_instances: int = 0
+    max_instances: int | None = None
+    batch_size: int = 1
+    backing_off: bool = False  # a bind failed recently: no new instance for now
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """One live instance (every instance counts against the capacity, released or not)."""
+
+    id: str
+    session_id: str
+    state: str = "bound"  # binding | bound | running | unbinding
+    evict: bool = False  # already released: it ends after its current task
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The runtime at one moment: its sessions, its instances (in start order) and the clock."""
+
+    sessions: Sequence[SessionView]
+    instances: Sequence[InstanceView]
+    capacity: int  # at most this many instances at once
+    now_ms: float  # wall clock, ms (the clock of ``oldest_pending_ms``)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now: instances to start and idle instances to release."""
+
+    launch: tuple[str, ...] = ()  # one session id per instance to start, in start order
+    release: tuple[str, ...] = ()  # idle instances above their session's min_instances
+    reclaim: tuple[str, ...] = ()  # idle instances kept only for min_instances
+
+
+def wanted(ssn: SessionView, now_ms: float) -> int:
+    """How many instances ``ssn`` wants now (before subtracting those it has)."""
+    batch = ssn.batch_size
+    work = ssn.pending + ssn.running
+    oldest = _oldest(ssn)
+    if oldest > now_ms - SCALE_UP_DELAY_MS:
+        # Like Flame's periodic scheduler, scale up only for work that has waited a moment:
+        # a burst of short calls stays on the instance that already runs (the guide's Counter
+        # example relies on it), min_instances start at once.
+        work = min(work, ssn.running + (1 if ssn.pending else 0))
+    want = max(ssn.min_instances, (work // batch) * batch)
+    if ssn.max_instances is not None:
+        want = min(want, ssn.max_instances)
+    return want
+
+
+def plan(snap: Snapshot) -> Plan:
+    """The scheduling decision for ``snap`` (see the module docstring for the rule)."""
+    demand = sorted((s for s in snap.sessions if s.open and s.schedulable), key=lambda s: (_oldest(s), s.id))
+    have: dict[str, int] = {}
+    for inst in snap.instances:
+        if not inst.evict:
+            have[inst.session_id] = have.get(inst.session_id, 0) + 1
+    free = snap.capacity - len(snap.instances)
+    wanting: list[list[Any]] = []  # [session, deficit left]
+    for ssn in demand:
+        deficit = wanted(ssn, snap.now_ms) - have.get(ssn.id, 0)
+        deficit -= deficit % ssn.batch_size
+        if deficit <= 0 or ssn.backing_off:
+            continue
+        wanting.append([ssn, deficit])
+    # Round-robin over waiting sessions, one gang at a time.
+    launch: list[str] = []
+    progress = True
+    while free > 0 and progress:
+        progress = False
+        for item in wanting:
+            ssn, deficit = item
+            if deficit > 0 and free >= ssn.batch_size:
+                launch.extend([ssn.id] * ssn.batch_size)
+                item[1] -= ssn.batch_size
+                free -= ssn.batch_size
+                progress = True
+    starved = sum(item[1] for item in wanting)
+    if starved <= 0:
+        return Plan(launch=tuple(launch))
+    waiting = {item[0].id for item in wanting if item[1] > 0}
+    # A session whose work has waited STARVED_AFTER_MS with no instance at all may also take the
+    # slot of an idle instance kept only for another session's min_instances.
+    urgent = sum(
+        1
+        for ssn, left in wanting
+        if left > 0 and have.get(ssn.id, 0) == 0 and _oldest(ssn) <= snap.now_ms - STARVED_AFTER_MS
+    )
+    release, reclaim = _idle_to_release(snap, launch, starved, waiting, urgent)
+    return Plan(launch=tuple(launch), release=release, reclaim=reclaim)
+
+
+def _idle_to_release(
+    snap: Snapshot, launch: list[str], count: int, waiting: set[str], below_min: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Idle instances of sessions without pending work, to make room for ``count`` others: first
+    those above their session's min_instances, then up to ``below_min`` more that only keep a
+    min_instances slot (their session binds again when it has work and a slot)."""
+    min_of = {s.id: (s.min_instances, s.pending) if s.open else (0, 0) for s in snap.sessions}
+    per_session: dict[str, int] = {}
+    for sid in [i.session_id for i in snap.instances if not i.evict] + launch:
+        per_session[sid] = per_session.get(sid, 0) + 1
+    idle = [  # bound, not running, and their session has no pending work
+        inst
+        for inst in snap.instances
+        if not inst.evict
+        and inst.state == "bound"
+        and inst.session_id not in waiting
+        and min_of.get(inst.session_id, (0, 0))[1] == 0
+    ]
+    release: list[str] = []
+    for inst in idle:
+        if count <= 0:
+            break
+        if per_session[inst.session_id] > min_of.get(inst.session_id, (0, 0))[0]:
+            per_session[inst.session_id] -= 1
+            count -= 1
+            release.append(inst.id)
+    reclaim: list[str] = []
+    for inst in idle:
+        if below_min <= 0 or count <= 0:
+            break
+        if inst.id not in release:
+            below_min -= 1
+            count -= 1
+            reclaim.append(inst.id)
+    return tuple(release), tuple(reclaim)
+
+
+def keeps_min_slot(min_instances: int, bound: int) -> bool:
+    """Does an idle instance of an open session stay bound? Yes while the session's ``bound`` (not
+    released) instances, this one included, do not exceed its ``min_instances``."""
+    return bound <= min_instances
+
+
+def bind_retry_delay(failures: int) -> float:
+    """Seconds before a session whose bind failed ``failures`` times gets another instance."""
+    return min(2.0, 0.1 * 2**failures)
+
+
+def _oldest(ssn: SessionView) -> float:
+    return math.inf if ssn.oldest_pending_ms is None else ssn.oldest_pending_ms

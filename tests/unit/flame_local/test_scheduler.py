@@ -1,0 +1,141 @@
+"""The scheduling rule as a plan over plain data: no store, no threads, no processes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flame_local.executors.scheduler import (
+    SCALE_UP_DELAY_MS,
+    STARVED_AFTER_MS,
+    InstanceView,
+    Plan,
+    SessionView,
+    Snapshot,
+    bind_retry_delay,
+    keeps_min_slot,
+    plan,
+)
+
+NOW = 1_000_000.0  # wall clock, ms
+WAITED = NOW - SCALE_UP_DELAY_MS  # pending work this old may scale a session up
+FRESH = NOW - SCALE_UP_DELAY_MS + 1  # just too young for that
+
+
+def snap(sessions: list[SessionView], instances: Sequence[InstanceView] = (), capacity: int = 4) -> Snapshot:
+    return Snapshot(sessions=sessions, instances=list(instances), capacity=capacity, now_ms=NOW)
+
+
+def bound(n: int, session: str, *, state: str = "bound", first: int = 1) -> list[InstanceView]:
+    return [InstanceView(f"{session}-{i}", session, state) for i in range(first, first + n)]
+
+
+def test_nothing_to_do_is_an_empty_plan() -> None:
+    assert plan(snap([])) == Plan()
+    assert plan(snap([SessionView("a")])) == Plan()
+
+
+def test_a_pending_task_gets_one_instance_at_once() -> None:
+    assert plan(snap([SessionView("a", pending=1, oldest_pending_ms=NOW)])).launch == ("a",)
+
+
+def test_young_burst_stays_on_the_running_instance() -> None:
+    ssn = SessionView("a", pending=5, running=1, oldest_pending_ms=FRESH)
+    assert plan(snap([ssn], bound(1, "a", state="running"))).launch == ("a",)  # running + 1 pending
+    waited = SessionView("a", pending=5, running=1, oldest_pending_ms=WAITED)
+    assert plan(snap([waited], bound(1, "a", state="running"))).launch == ("a",) * 3  # capacity 4
+
+
+def test_min_instances_start_without_work_and_max_caps() -> None:
+    assert plan(snap([SessionView("a", min_instances=2)])).launch == ("a", "a")
+    capped = SessionView("a", pending=10, oldest_pending_ms=WAITED, max_instances=2)
+    assert plan(snap([capped])).launch == ("a", "a")
+
+
+def test_capacity_counts_every_live_instance_even_released_ones() -> None:
+    ssn = SessionView("a", pending=4, oldest_pending_ms=WAITED)
+    released = [InstanceView("x", "gone", "running", evict=True)]
+    assert plan(snap([ssn], released, capacity=2)).launch == ("a",)
+
+
+def test_gangs_launch_whole_batches_only() -> None:
+    gang = SessionView("g", pending=3, oldest_pending_ms=WAITED, batch_size=2)
+    assert plan(snap([gang], capacity=4)).launch == ("g", "g")  # floor(3 / 2) * 2
+    assert plan(snap([gang], capacity=1)).launch == ()  # a gang never starts half
+    big = SessionView("g", pending=4, oldest_pending_ms=WAITED, batch_size=2)
+    assert plan(snap([big], bound(1, "g"), capacity=4)).launch == ("g", "g")  # deficit 3 -> 2
+
+
+def test_round_robin_oldest_work_first() -> None:
+    a = SessionView("a", pending=3, oldest_pending_ms=WAITED)
+    b = SessionView("b", pending=3, oldest_pending_ms=WAITED - 10)
+    assert plan(snap([a, b], capacity=3)).launch == ("b", "a", "b")
+
+
+def test_closed_unschedulable_and_backing_off_sessions_get_nothing() -> None:
+    work = {"pending": 1, "oldest_pending_ms": WAITED}
+    assert plan(snap([SessionView("a", open=False, **work)])).launch == ()
+    assert plan(snap([SessionView("a", schedulable=False, **work)])).launch == ()
+    assert plan(snap([SessionView("a", backing_off=True, **work)])).launch == ()
+
+
+def test_full_runtime_releases_idle_instances_above_min_for_a_waiting_session() -> None:
+    idle = SessionView("idle", min_instances=1)
+    waiting = SessionView("w", pending=1, oldest_pending_ms=NOW)
+    result = plan(snap([idle, waiting], bound(2, "idle"), capacity=2))
+    assert result == Plan(release=("idle-1",))
+
+
+def test_instances_of_sessions_with_pending_or_running_work_are_not_released() -> None:
+    busy = SessionView("busy", pending=1, running=1, oldest_pending_ms=FRESH)
+    running = SessionView("run", running=1)
+    waiting = SessionView("w", pending=1, oldest_pending_ms=NOW - 10 * STARVED_AFTER_MS)
+    insts = bound(1, "busy") + bound(1, "run", state="running")
+    assert plan(snap([busy, running, waiting], insts, capacity=2)) == Plan()
+
+
+def test_min_instance_slot_yields_only_to_a_session_that_waited_with_no_instance() -> None:
+    keeper = SessionView("keep", min_instances=1)
+    young = SessionView("w", pending=1, oldest_pending_ms=NOW - STARVED_AFTER_MS + 1)
+    assert plan(snap([keeper, young], bound(1, "keep"), capacity=1)) == Plan()
+    starved = SessionView("w", pending=1, oldest_pending_ms=NOW - STARVED_AFTER_MS)
+    assert plan(snap([keeper, starved], bound(1, "keep"), capacity=1)) == Plan(reclaim=("keep-1",))
+    # A session that already has an instance is not starved: it waits for the min slot.
+    has_one = SessionView("w", pending=1, running=1, oldest_pending_ms=NOW - STARVED_AFTER_MS)
+    insts = bound(1, "keep") + bound(1, "w", state="running")
+    assert plan(snap([keeper, has_one], insts, capacity=2)) == Plan()
+
+
+def test_releases_stop_at_what_the_waiting_sessions_need() -> None:
+    idle = SessionView("idle")
+    waiting = SessionView("w", pending=1, oldest_pending_ms=NOW)
+    assert plan(snap([idle, waiting], bound(3, "idle"), capacity=3)).release == ("idle-1",)
+
+
+def test_instances_of_forgotten_sessions_count_as_min_zero() -> None:
+    waiting = SessionView("w", pending=1, oldest_pending_ms=NOW)
+    assert plan(snap([waiting], bound(1, "forgotten"), capacity=1)).release == ("forgotten-1",)
+
+
+def test_a_starved_gang_takes_a_surplus_instance_then_a_min_slot() -> None:
+    keeper = SessionView("keep", min_instances=1)
+    starved = SessionView("w", pending=2, oldest_pending_ms=NOW - STARVED_AFTER_MS, batch_size=2)
+    insts = bound(1, "keep") + bound(1, "keep", first=2)
+    # Two idle instances of a min_instances=1 session, a 2-gang waits: one above min, one reclaimed.
+    assert plan(snap([keeper, starved], insts, capacity=2)) == Plan(release=("keep-1",), reclaim=("keep-2",))
+
+
+def test_keeps_min_slot_and_bind_retry_delay() -> None:
+    assert keeps_min_slot(1, 1) and not keeps_min_slot(1, 2) and not keeps_min_slot(0, 1)
+    assert [bind_retry_delay(n) for n in (1, 2, 3, 4, 5)] == [0.2, 0.4, 0.8, 1.6, 2.0]
+
+
+def test_a_released_instance_does_not_count_as_the_sessions_own() -> None:
+    ssn = SessionView("a", pending=1, running=1, oldest_pending_ms=FRESH)
+    leaving = [InstanceView("a-1", "a", "running", evict=True)]
+    assert plan(snap([ssn], leaving, capacity=3)).launch == ("a", "a")
+
+
+def test_an_idle_instance_about_to_take_its_sessions_pending_task_is_kept() -> None:
+    served = SessionView("s", pending=1, oldest_pending_ms=FRESH)  # its instance takes it next
+    waiting = SessionView("w", pending=1, oldest_pending_ms=NOW)
+    assert plan(snap([served, waiting], bound(1, "s"), capacity=1)) == Plan()
