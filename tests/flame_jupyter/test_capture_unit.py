@@ -8,6 +8,7 @@ import importlib
 import pickle
 import pickletools
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,17 @@ def test_context_ships_source_not_bytecode(capturer: Capturer, which: str) -> No
     strings = _pickle_strings(data)
     assert not [s for s in strings if s in ("_make_function", "_create_code", "CodeType", "_create_function")]
     assert data.count(remote._source_blob()) == 1  # the package's sources travel once
+
+
+def test_shipped_package_frames_name_their_module_and_lines(capturer: Capturer) -> None:
+    ns = notebook("def f(x):\n    return 1 / x\n")
+    shipped = cloudpickle.loads(cloudpickle.dumps(capturer.capture(ns["f"], ns=ns).execution_object))
+    assert type(shipped).__module__.startswith("_flame_jupyter_remote_")  # the bootstrapped copy
+    with pytest.raises(ZeroDivisionError) as info:
+        shipped(0)
+    frames = {(fr.filename, fr.name): fr.line for fr in traceback.extract_tb(info.value.__traceback__)}
+    assert frames[("<flame_jupyter.remote.execution>", "run_call")] == "result = fn(*args, **kwargs)"
+    assert "1 / x" in [line for (_file, name), line in frames.items() if name == "f"][0]
 
 
 def test_check_versions() -> None:
