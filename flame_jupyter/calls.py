@@ -1,6 +1,7 @@
 """The client end of a call's channel: read its streamed records, ask it to stop.
 
-The executor end is :func:`flame_jupyter.remote.guarded`. Both ends only use the object cache:
+The executor end is :func:`flame_jupyter.remote.channel.guarded`; the records are declared in
+:mod:`flame_jupyter.remote.wire`. Both ends only use the object cache:
 the executor appends records to ``stream`` (created on the first record, then patched), the
 client creates ``cancel`` to ask for a stop. Keys live under the service's
 ``<app>/<session>`` prefix, so flamepy's Runner cleanup removes them with everything else.
@@ -15,7 +16,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from flame_jupyter.remote import CALL_KWARG
+from flame_jupyter.remote import wire
+from flame_jupyter.remote.wire import CALL_KWARG
 
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
@@ -49,7 +51,8 @@ class CallChannel:
 
     def kwarg(self) -> dict[str, Any]:
         """The value of the ``__flame_call__`` keyword argument for this call."""
-        return {CALL_KWARG: {"id": self.id, "stream": self.stream_key, "cancel": self.cancel_key}}
+        info: wire.CallInfo = {"id": self.id, "stream": self.stream_key, "cancel": self.cancel_key}
+        return {CALL_KWARG: info}
 
     def request_cancel(self) -> None:
         """Create the cancel object; the executor interrupts the call when it sees it."""
@@ -81,17 +84,15 @@ class CallChannel:
 
 def apply_records(future: ObjectFuture, records: list[Any]) -> None:
     """Feed streamed records into the future (output, progress, displays, preview)."""
-    for rec in records:
-        if not isinstance(rec, tuple) or not rec:
-            continue
-        kind = rec[0]
-        if kind in ("stdout", "stderr"):
+    for raw in records:
+        rec = wire.decode_record(raw)
+        if isinstance(rec, wire.Output):
             future.mark_running()
-            future.record_output(kind, rec[1])
-        elif kind == "progress":
+            future.record_output(rec.kind, rec.text)
+        elif isinstance(rec, wire.Progress):
             future.mark_running()
-            future.record_progress(rec[1], rec[2] if rec[2] is not None else 0.0, rec[3])
-        elif kind == "display":
-            future.record_display(rec[1])
-        elif kind == "preview":
-            future.record_preview(dict(rec[1], **{"application/x-flame-size": rec[2]}))
+            future.record_progress(rec.done, rec.total if rec.total is not None else 0.0, rec.message)
+        elif isinstance(rec, wire.Display):
+            future.record_display(rec.bundle)
+        elif isinstance(rec, wire.Preview):
+            future.record_preview(dict(rec.bundle, **{"application/x-flame-size": rec.size}))
