@@ -17,14 +17,23 @@ Inside remote code, ``flame_jupyter.progress(done, total, message)`` reports pro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what tools (type checkers, IDEs) see; at run time the names load lazily
+    from flame_jupyter.capture import CaptureError, capture
+    from flame_jupyter.connection import connect, disconnect
+    from flame_jupyter.errors import CancelledError, FlameJupyterError, RemoteError
+    from flame_jupyter.futures import ObjectFuture, as_completed, get, ref, select, wait
+    from flame_jupyter.remote import display, progress
+    from flame_jupyter.runner import AsyncRunner, Runner, Service
+    from flame_jupyter.status_panel import panel
+
 _LAZY = {
-    "Runner": "flame_jupyter.sdk",
-    "AsyncRunner": "flame_jupyter.sdk",
-    "Service": "flame_jupyter.sdk",
+    "Runner": "flame_jupyter.runner",
+    "AsyncRunner": "flame_jupyter.runner",
+    "Service": "flame_jupyter.runner",
     "ObjectFuture": "flame_jupyter.futures",
     "get": "flame_jupyter.futures",
     "ref": "flame_jupyter.futures",
@@ -43,7 +52,32 @@ _LAZY = {
     "panel": "flame_jupyter.status_panel",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "AsyncRunner",
+    "CancelledError",
+    "CaptureError",
+    "FlameJupyterError",
+    "ObjectFuture",
+    "RemoteError",
+    "Runner",
+    "Service",
+    "as_completed",
+    "capture",
+    "connect",
+    "disconnect",
+    "display",
+    "get",
+    "panel",
+    "progress",
+    "ref",
+    "select",
+    "wait",
+]  # = sorted(_LAZY); tests/test_architecture.py checks it
+
+
+def __dir__() -> list[str]:
+    """``dir(flame_jupyter)`` and TAB completion show the public API, not internal modules."""
+    return sorted([*__all__, "__version__", "load_ipython_extension", "unload_ipython_extension"])
 
 
 def __getattr__(name: str) -> Any:

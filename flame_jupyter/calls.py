@@ -20,7 +20,7 @@ from flame_jupyter.remote import wire
 from flame_jupyter.remote.wire import CALL_KWARG
 
 if TYPE_CHECKING:
-    from flame_jupyter.futures import ObjectFuture
+    from flame_jupyter.future_state import FutureState
 
 
 _PROCESS_ID = uuid.uuid4().hex[:16]
@@ -47,7 +47,6 @@ class CallChannel:
         self.seen = 0  # records read so far
         self._lock = threading.Lock()
         self.cancel_sent_at: float | None = None
-        self.future: ObjectFuture | None = None
 
     def kwarg(self) -> dict[str, Any]:
         """The value of the ``__flame_call__`` keyword argument for this call."""
@@ -82,17 +81,37 @@ class CallChannel:
             return new
 
 
-def apply_records(future: ObjectFuture, records: list[Any]) -> None:
-    """Feed streamed records into the future (output, progress, displays, preview)."""
+def apply_records(fs: FutureState, records: list[Any]) -> None:
+    """Feed streamed records into a call's state (output, progress, displays, preview)."""
     for raw in records:
         rec = wire.decode_record(raw)
         if isinstance(rec, wire.Output):
-            future.mark_running()
-            future.record_output(rec.kind, rec.text)
+            fs.running()
+            fs.add_output(rec.kind, rec.text)
         elif isinstance(rec, wire.Progress):
-            future.mark_running()
-            future.record_progress(rec.done, rec.total if rec.total is not None else 0.0, rec.message)
+            fs.running()
+            fs.set_progress(rec.done, rec.total if rec.total is not None else 0.0, rec.message)
         elif isinstance(rec, wire.Display):
-            future.record_display(rec.bundle)
+            fs.add_display(rec.bundle)
         elif isinstance(rec, wire.Preview):
-            future.record_preview(dict(rec.bundle, **{"application/x-flame-size": rec.size}))
+            fs.set_preview(dict(rec.bundle, **{"application/x-flame-size": rec.size}))
+
+
+def drain(fs: FutureState, *, only_if_observed: bool = False) -> None:
+    """Once the call finished, read its last streamed records now (the executor flushed them
+    before it finished).
+
+    With ``only_if_observed``, the read happens only when someone shows the future (a listener:
+    widget, cell echo) or it already streamed something; otherwise it is left to the first
+    access of ``output``/``displays``/``progress``/``preview``, which reads it then. A call that
+    printed nothing and is never looked at costs no extra round trip.
+    """
+    if fs.streams_closed or not fs.state.terminal:
+        return
+    call = fs.call
+    if only_if_observed and not (getattr(call, "seen", 0) or fs.has_viewer()):
+        return
+    poll = getattr(call, "poll", None)  # calls without a stream have nothing to read
+    if poll is not None:
+        apply_records(fs, poll())
+    fs.close_streams()

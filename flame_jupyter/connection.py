@@ -227,16 +227,9 @@ def _restore_env() -> None:
 
 
 def _reset_flamepy_connection() -> None:
-    """Make flamepy read its configuration again: its frontend connection and the object-cache
-    context it caches separately (else the next call goes to the old cache)."""
-    from flamepy.core import cache
-    from flamepy.core.client import ConnectionInstance
+    from flame_jupyter._flamepy import reset_connection
 
-    with ConnectionInstance._lock:
-        ConnectionInstance._connection = None
-        ConnectionInstance._context = None
-    with cache._context_cache_lock:
-        cache._context_cache = None
+    reset_connection()
 
 
 def _check_reachable(conn: Connection, timeout: float) -> None:

@@ -2,7 +2,11 @@
 
 Options are parsed with IPython's ``magic_arguments`` (so ``%%flame?`` documents itself) and
 defaults are traitlets (``%config FlameMagics.block = False``). Every ``%%flame`` option goes
-through one execution path, :meth:`FlameMagics.run_cell`.
+through one execution path, :meth:`FlameMagics.run_cell`, which takes keyword arguments and
+can be called without the parser.
+
+Long because the three magics' option declarations and help texts are the user's reference
+(``docs/magics.md`` is generated from them) and stay beside the code they configure.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from traitlets import Bool, CFloat, Int, Unicode
 
 from flame_jupyter.capture import CaptureError
 from flame_jupyter.errors import FlameJupyterError
+from flame_jupyter.future_state import state_of
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -57,6 +62,21 @@ def resources(cpu: int | None, memory: str | None) -> Any:
     return ResourceRequirement(cpu=cpu or 1, memory=parse_memory(memory) or 1024**3)
 
 
+def resource_args(what: str) -> Any:
+    """The --cpu/--memory option group, shared by %%flame and %flame_service (ipyparallel's
+    ``exec_args`` pattern): ``what`` says what the request is for."""
+
+    def decorate(fn: Any) -> Any:
+        fn = argument(
+            "--memory", default=None, metavar="SIZE", help=f"Memory to request {what}, e.g. 512Mi, 2Gi."
+        )(fn)
+        return argument(
+            "--cpu", type=int, default=None, help=f"CPUs to request {what} (Flame ResourceRequirement)."
+        )(fn)
+
+    return decorate
+
+
 @magics_class
 class FlameMagics(Magics):
     """Run notebook code on Flame."""
@@ -80,8 +100,8 @@ class FlameMagics(Magics):
     @property
     def runner(self) -> Any:
         with self._lock:
-            if self._runner is None or self._runner._closed:
-                from flame_jupyter.sdk import Runner
+            if self._runner is None or self._runner.closed:
+                from flame_jupyter.runner import Runner
 
                 self._runner = Runner(self.app or None)
             return self._runner
@@ -98,7 +118,7 @@ class FlameMagics(Magics):
     def _cell_service(self, session: str | None, res: Any) -> Any:
         """One cell service per (session, resources): cells asking for other resources get
         their own Flame session, since resources belong to a session."""
-        from flame_jupyter.sdk import CellService
+        from flame_jupyter.cells import CellService
 
         key = (session, getattr(res, "cpu", None), getattr(res, "memory", None))
         with self._lock:
@@ -152,10 +172,7 @@ class FlameMagics(Magics):
     @argument(
         "-l", "--label", default=None, help="A name for this run, shown in its widget and the status panel."
     )
-    @argument(
-        "--cpu", type=int, default=None, help="CPUs to request for the executor (Flame ResourceRequirement)."
-    )
-    @argument("--memory", default=None, metavar="SIZE", help="Memory to request, e.g. 512Mi, 2Gi.")
+    @resource_args("for the executor")
     @argument(
         "-s",
         "--session",
@@ -188,39 +205,63 @@ class FlameMagics(Magics):
            ...: len(cache)                      # same executor, same namespace
         """
         args = parse_argstring(self.flame, line)
-        return self.run_cell(cell, args)
-
-    def run_cell(self, cell: str, args: Any) -> Any:
-        """The one execution path behind every %%flame option."""
         outputs = [n.strip() for n in (args.out or "").split(",") if n.strip()]
+        return self.run_cell(
+            cell,
+            outputs=outputs,
+            block=args.block,
+            timeout=args.timeout,
+            label=_unquote(args.label),
+            resources=resources(args.cpu, args.memory),
+            session=args.session,
+        )
+
+    def run_cell(
+        self,
+        cell: str,
+        *,
+        outputs: list[str] | tuple[str, ...] = (),
+        block: bool | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+        resources: Any = None,
+        session: str | None = None,
+    ) -> Any:
+        """The one execution path behind every %%flame option (callable without the parser).
+
+        ``block``/``timeout`` default to ``FlameMagics.block``/``FlameMagics.timeout``;
+        ``resources`` is a Flame ``ResourceRequirement`` (see :func:`resources`).
+
+        >>> get_ipython().find_magic("flame", "cell").__self__.run_cell("1 + 1", block=True)  # doctest: +SKIP
+        """
+        outputs = list(outputs)
         for name in outputs:
             if not name.isidentifier():
                 raise UsageError(f"-o/--out: {name!r} is not a Python name")
-        block = self.block if args.block is None else args.block
-        timeout = args.timeout if args.timeout is not None else (self.timeout or None)
+        block = self.block if block is None else block
+        timeout = timeout if timeout is not None else (self.timeout or None)
         if timeout is not None and timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
-        res = resources(args.cpu, args.memory)
         shell = self.shell
         source = shell.transform_cell(cell) if shell is not None else cell
         count = getattr(shell, "execution_count", 0)
-        label = _unquote(args.label) or (f"%%flame In[{count}]" if count else "%%flame")
+        label = label or (f"%%flame In[{count}]" if count else "%%flame")
         try:
             captured = self.runner.capturer.capture_cell(
                 source,
                 shell.user_ns,
                 outputs=outputs,
                 filename=f"<flame cell In[{count}]>",
-                namespace_id=f"session:{args.session}" if args.session else None,
+                namespace_id=f"session:{session}" if session else None,
             )
         except CaptureError as e:
             raise UsageError(str(e)) from None
         except SyntaxError as e:
             raise UsageError(f"%%flame: the cell has a syntax error: {e}") from None
-        fut = self._cell_service(args.session, res).run(captured, label=label)
+        fut = self._cell_service(session, resources).run(captured, label=label)
         if outputs:
             ns = shell.user_ns
-            fut.add_finish_hook(lambda f: _bind_outputs(f, ns))  # bound before get()/wait() return
+            state_of(fut).add_finish_hook(lambda f: _bind_outputs(f, ns))  # bound before get()/wait() return
         if timeout is not None:
             _cancel_after(fut, timeout)
         if block:
@@ -274,8 +315,7 @@ class FlameMagics(Magics):
         help="A fixed number of instances (--warmup, default 1).",
     )
     @argument("--warmup", type=int, default=None, help="Instances to start right away.")
-    @argument("--cpu", type=int, default=None, help="CPUs per instance (Flame ResourceRequirement).")
-    @argument("--memory", default=None, metavar="SIZE", help="Memory per instance, e.g. 2Gi.")
+    @resource_args("per instance")
     @argument(
         "--snapshot",
         action="store_true",
@@ -338,7 +378,7 @@ class FlameMagics(Magics):
         if args.warmup is not None and args.warmup < 0:
             raise UsageError("--warmup must be 0 or more")
         res = resources(args.cpu, args.memory)
-        from flame_jupyter.sdk import check_servable
+        from flame_jupyter.runner import check_servable
 
         try:
             check_servable(obj, expr)
@@ -353,7 +393,7 @@ class FlameMagics(Magics):
         if not callable(obj):
             warmup = min(warmup, 1)
         try:
-            svc = self.runner._serve(
+            svc = self.runner.service(
                 captured, name=name, autoscale=args.autoscale, warmup=warmup, resources=res
             )
         except FlameJupyterError as e:

@@ -13,6 +13,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flame_jupyter.remote.wire import TERMINAL
+
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
 
@@ -48,6 +50,7 @@ class Registry:
         self._lock = threading.RLock()
         self.services: dict[str, ServiceInfo] = {}
         self._live: dict[int, ObjectFuture] = {}
+        self._seen_state: dict[int, str] = {}  # id(live future) -> the state last counted
         self._finished: collections.deque[weakref.ref[ObjectFuture]] = collections.deque(maxlen=HISTORY)
         self._listeners: list[Any] = []
         self.version = 0
@@ -84,18 +87,21 @@ class Registry:
             info = self.services.get(future.session_id)
             key = id(future)
             state = future.known_state
-            previous = getattr(future, "_registry_state", "queued")
+            if key not in self._live:  # already counted as finished
+                return
+            previous = self._seen_state.get(key, "queued")
             if state == previous:
                 return
-            future._registry_state = state  # type: ignore[attr-defined]
+            self._seen_state[key] = state
             if info is not None:
                 info.counts[previous] -= 1
                 info.counts[state] += 1
-                if state in ("done", "failed", "cancelled"):
+                if state in TERMINAL:
                     info.finished_times.append(time.time())
                 if state == "failed":
                     info.recent_failures.append(weakref.ref(future))
-            if state in ("done", "failed", "cancelled") and key in self._live:
+            if state in TERMINAL:
+                self._seen_state.pop(key, None)
                 del self._live[key]
                 self._finished.append(weakref.ref(future))
             self._changed()
@@ -135,6 +141,7 @@ class Registry:
         with self._lock:
             self.services.clear()
             self._live.clear()
+            self._seen_state.clear()
             self._finished.clear()
             self._changed()
 

@@ -119,7 +119,7 @@ def fetch(ref: Any) -> Any:
     if prefix == _TYPE_CLOUDPICKLE:
         return loads(memoryview(buf)[4:])
     if prefix.startswith(b"FLM"):  # other flamepy formats (Arrow tables, arrays): flamepy decodes
-        from flamepy.core.cache import _deserialize_object_data
+        from flame_jupyter._flamepy import decode_cache_data
 
-        return _deserialize_object_data(buf.to_pybytes())
+        return decode_cache_data(buf.to_pybytes())
     return loads(memoryview(buf))

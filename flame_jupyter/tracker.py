@@ -18,9 +18,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from flame_jupyter.calls import apply_records
-from flame_jupyter.futures import State
+from flame_jupyter.calls import apply_records, drain
+from flame_jupyter.future_state import FutureState, state_of
 from flame_jupyter.registry import registry
+from flame_jupyter.remote.wire import State
 
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
@@ -32,16 +33,17 @@ PER_SESSION = 8
 class Tracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # session id -> {id(future): (future, flamepy session)}, in submission order
-        self._live: dict[str, dict[int, tuple[ObjectFuture, Any]]] = {}
-        self._finished: deque[ObjectFuture] = deque()
+        # session id -> {id(future): (future, its state, flamepy session)}, in submission order
+        self._live: dict[str, dict[int, tuple[ObjectFuture, FutureState, Any]]] = {}
+        self._finished: deque[FutureState] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def track(self, future: ObjectFuture, session: Any) -> None:
-        future._refresh = lambda f: self._refresh(f, session)
+        fs = state_of(future)
+        fs.refresher = lambda st: self._refresh(future, st, session)
         with self._lock:
-            self._live.setdefault(future.session_id, {})[id(future)] = (future, session)
+            self._live.setdefault(future.session_id, {})[id(future)] = (future, fs, session)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="flame-jupyter-tracker", daemon=True)
                 self._thread.start()
@@ -50,10 +52,11 @@ class Tracker:
     def _on_done(self, future: ObjectFuture) -> None:
         with self._lock:
             live = self._live.get(future.session_id)
-            if live is not None and live.pop(id(future), None) is not None:
+            entry = None if live is None else live.pop(id(future), None)
+            if entry is not None:
                 if not live:
                     del self._live[future.session_id]
-                self._finished.append(future)
+                self._finished.append(entry[1])
         self._wake.set()
 
     def tracked(self) -> int:
@@ -84,30 +87,32 @@ class Tracker:
             except Exception:  # noqa: BLE001 - the tracker must survive anything
                 pass
 
-    def _tick(self, finished: list[ObjectFuture], heads: list[list[tuple[ObjectFuture, Any]]]) -> None:
-        for fut in finished:
+    def _tick(
+        self, finished: list[FutureState], heads: list[list[tuple[ObjectFuture, FutureState, Any]]]
+    ) -> None:
+        for fs in finished:
             # The executor flushed before finishing: nothing more comes. Read now only for a
             # future someone shows; others read on first access of their output.
-            fut.read_remaining_output(only_if_observed=True)
+            drain(fs, only_if_observed=True)
         panel_open = registry.has_subscribers()
         for entries in heads:
-            for fut, session in entries:
+            for fut, fs, session in entries:
                 # Only futures someone shows (or counts, in an open status panel) are polled;
                 # the others are checked when their state or output is read.
-                if not fut.done() and (panel_open or fut._has_viewer()):
-                    self._refresh(fut, session)
+                if not fut.done() and (panel_open or fs.has_viewer()):
+                    self._refresh(fut, fs, session)
 
-    def _refresh(self, fut: ObjectFuture, session: Any) -> None:
-        """Bring a live future's state and streamed output up to date (one or two round trips)."""
-        if fut._state == State.QUEUED and fut.task_id is not None:
-            self._check_started(fut, session)
-        if fut._state == State.RUNNING and fut.call is not None:
-            apply_records(fut, fut.call.poll())
+    def _refresh(self, fut: ObjectFuture, fs: FutureState, session: Any) -> None:
+        """Bring a live call's state and streamed output up to date (one or two round trips)."""
+        if fs.state == State.QUEUED and fut.task_id is not None:
+            self._check_started(fut.task_id, fs, session)
+        if fs.state == State.RUNNING and fs.call is not None:
+            apply_records(fs, fs.call.poll())
 
     @staticmethod
-    def _check_started(fut: ObjectFuture, session: Any) -> None:
+    def _check_started(task_id: str, fs: FutureState, session: Any) -> None:
         try:
-            task = session.get_task(fut.task_id)
+            task = session.get_task(task_id)
         except Exception:  # noqa: BLE001 - e.g. TaskState(4) (cancelled) is unknown to flamepy
             return
         state = getattr(getattr(task, "state", None), "value", None)
@@ -116,7 +121,7 @@ class Tracker:
             for ev in getattr(task, "events", []) or []:
                 if getattr(ev, "code", None) == 1 and getattr(ev, "creation_time", None) is not None:
                     when = ev.creation_time.timestamp()
-            fut.mark_running(when or time.time())
+            fs.running(when or time.time())
 
 
 tracker = Tracker()

@@ -146,7 +146,7 @@ class FutureWidget(FlameWidget):
 
         The last output records and a large result's remote preview can arrive just *after* the
         future finished (the tracker reads the call's stream once more), so the widget keeps
-        listening until the stream is closed (``future.streams_closed``, when the SDK provides it;
+        listening until the stream is closed (``future.streams_closed``;
         a future without a call channel has nothing more to say) or ``SETTLE_GRACE`` seconds passed,
         and until its own preview fetch is over. Then it unsubscribes and drops the future.
         """
@@ -171,7 +171,7 @@ class FutureWidget(FlameWidget):
 
     @staticmethod
     def _stream_closed(future: ObjectFuture) -> bool:
-        return future.call is None or bool(getattr(future, "streams_closed", False))
+        return bool(future.streams_closed)  # True too for a call without a stream
 
     def _fetch(self, future: ObjectFuture) -> None:
         try:

@@ -410,13 +410,14 @@ CODE_ON_REQUEST = """from concurrent.futures import Future
 
 from flamepy.runner.runner import ObjectFuture as FlamepyFuture
 
+from flame_jupyter.future_state import state_of
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.widgets import _base
 
 _base._take_lib()  # test only: no model of this kernel carries the view code, views must ask for it
 f = ObjectFuture(FlamepyFuture(Future()), label="needs the code", session_id="s1", service="svc")
-f.mark_running()
-f.record_progress(2, 4, "half way")
+state_of(f).running()
+state_of(f).set_progress(2, 4, "half way")
 f"""
 
 

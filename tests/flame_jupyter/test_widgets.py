@@ -27,6 +27,7 @@ from flamepy.core.types import FlameError
 from flamepy.runner.runner import ObjectFuture as FlamepyFuture
 
 from flame_jupyter import remote_errors
+from flame_jupyter.future_state import FutureState, state_of
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.registry import Registry, ServiceInfo
 from flame_jupyter.views import WIDGET_MIME
@@ -148,10 +149,11 @@ def make_future(
     label: str = "score(3)", *, call: bool = False, session: str = "ssn-1", task: str = "7"
 ) -> tuple[ObjectFuture, Future]:
     inner: Future = Future()
-    f = ObjectFuture(FlamepyFuture(inner), label=label, session_id=session, service="scorer", app="app1")
+    state = FutureState(call=FakeCall(inner) if call else None)
+    f = ObjectFuture(
+        FlamepyFuture(inner), label=label, session_id=session, service="scorer", app="app1", state=state
+    )
     f.task_id = task
-    if call:
-        f.call = FakeCall(inner)
     return f, inner
 
 
@@ -188,16 +190,16 @@ def test_queued_running_progress_output_done(rec: Recorder) -> None:
     mid = w.model_id
     settle()
     assert rec.state(mid)["state"] == "queued"
-    f.mark_running()
+    state_of(f).running()
     settle()
     assert rec.state(mid)["state"] == "running"
     for i in range(1, 4):
-        f.record_output("stdout", f"step {i}\n")
-        f.record_progress(i, 3, f"step {i}")
+        state_of(f).add_output("stdout", f"step {i}\n")
+        state_of(f).set_progress(i, 3, f"step {i}")
         settle()
         assert rec.state(mid)["progress"] == [i, 3, f"step {i}"]
-    f.record_output("stderr", "careful\n")
-    f.record_preview({"text/plain": "9", "text/html": "<b>9</b>", "application/x-flame-size": 28})
+    state_of(f).add_output("stderr", "careful\n")
+    state_of(f).set_preview({"text/plain": "9", "text/html": "<b>9</b>", "application/x-flame-size": 28})
     inner.set_result(FAKE_REF)
     settle()
     final = rec.state(mid)
@@ -215,7 +217,7 @@ def test_queued_running_progress_output_done(rec: Recorder) -> None:
 def test_failure_shows_remote_type_message_and_traceback(rec: Recorder) -> None:
     f, inner = make_future("explode()")
     w = FutureWidget(f)
-    f.mark_running()
+    state_of(f).running()
     fail(inner, "boom")
     settle()
     final = rec.state(w.model_id)
@@ -229,16 +231,16 @@ def test_failure_shows_remote_type_message_and_traceback(rec: Recorder) -> None:
 def test_cancel_button_cancels_the_task(rec: Recorder) -> None:
     f, inner = make_future("long_job()", call=True)
     w = FutureWidget(f)
-    f.mark_running()
+    state_of(f).running()
     settle()
     front_end_sends(w, {"kind": "cancel"})
     settle()
-    assert f.call.cancels == 1
+    assert state_of(f).call.cancels == 1
     final = rec.state(w.model_id)
     assert final["state"] == "cancelled"
     assert final["error_type"] == "Cancelled" and final["error_message"] == "cancelled by user"
     front_end_sends(w, {"kind": "cancel"})  # a second click on a finished future does nothing
-    assert f.call.cancels == 1
+    assert state_of(f).call.cancels == 1
 
 
 def test_one_message_per_flush_with_hold_sync(rec: Recorder) -> None:
@@ -254,10 +256,10 @@ def test_one_message_per_flush_with_hold_sync(rec: Recorder) -> None:
 
     pump().request(Blocker(), urgent=True)  # hold the pump while the future changes a lot
     requests = pump().requests
-    f.mark_running()
+    state_of(f).running()
     for i in range(50):
-        f.record_output("stdout", f"{i}\n")
-        f.record_progress(i, 50, "")
+        state_of(f).add_output("stdout", f"{i}\n")
+        state_of(f).set_progress(i, 50, "")
     assert pump().requests - requests == 1  # an already dirty widget does not even touch the pump
     gate.set()
     settle()
@@ -284,11 +286,11 @@ def test_2000_futures_are_coalesced_and_rate_bounded(rec: Recorder) -> None:
     def drive(part: list[int]) -> None:
         for i in part:
             f = futures[i]
-            f.mark_running()
+            state_of(f).running()
             for k in range(1, 11):
-                f.record_output("stdout", f"line {k}\n")
-                f.record_progress(k, 10, "")
-            f.record_preview({"text/plain": str(i)})
+                state_of(f).add_output("stdout", f"line {k}\n")
+                state_of(f).set_progress(k, 10, "")
+            state_of(f).set_preview({"text/plain": str(i)})
             inners[i].set_result(FAKE_REF)
 
     threads = [threading.Thread(target=drive, args=(list(range(j, 2000, 8)),)) for j in range(8)]
@@ -312,10 +314,10 @@ def test_2000_futures_are_coalesced_and_rate_bounded(rec: Recorder) -> None:
     assert all(s["state"] == "done" and s["progress"] == [10, 10, ""] for s in states.values())
     # and then they cost nothing: no listener, nothing pending, no message on a late change
     assert not any(w.watching for w in widgets)
-    assert all(not f._listeners for f in futures)
+    assert all(not state_of(f).listeners() for f in futures)
     assert p.idle()
     n = len(rec.messages)
-    futures[0].record_output("stdout", "late\n")
+    state_of(futures[0]).add_output("stdout", "late\n")
     settle()
     assert len(rec.messages) == n
 
@@ -323,10 +325,10 @@ def test_2000_futures_are_coalesced_and_rate_bounded(rec: Recorder) -> None:
 def test_a_finished_future_is_dropped_by_its_widget(rec: Recorder) -> None:
     f, inner = make_future()
     w = FutureWidget(f)
-    f.record_preview({"text/plain": "1"})
+    state_of(f).set_preview({"text/plain": "1"})
     inner.set_result(FAKE_REF)
     settle()
-    assert not w.watching and w.future is None and not f._listeners
+    assert not w.watching and w.future is None and not state_of(f).listeners()
     ref = weakref.ref(f)
     del f, inner
     gc.collect()
@@ -340,26 +342,26 @@ def test_late_output_after_done_is_shown_then_the_widget_settles(
     monkeypatch.setattr(fw_module, "SETTLE_GRACE", 0.3)
     f, inner = make_future(call=True)  # a call channel: records may trail the end of the task
     w = FutureWidget(f)
-    f.mark_running()
-    f.record_preview({"text/plain": "1"})
+    state_of(f).running()
+    state_of(f).set_preview({"text/plain": "1"})
     inner.set_result(FAKE_REF)
     settle()
     assert w.watching  # still listening for the stream's last records
-    f.record_output("stdout", "last words\n")
+    state_of(f).add_output("stdout", "last words\n")
     settle()
     assert rec.state(w.model_id)["output"] == [["stdout", "last words\n"]]
     for _ in range(200):  # bounded: the delayed settle flush comes from the pump
         if not w.watching:
             break
         threading.Event().wait(0.05)
-    assert not w.watching and not f._listeners
+    assert not w.watching and not state_of(f).listeners()
 
 
 def test_streams_closed_settles_at_once(rec: Recorder) -> None:
     f, inner = make_future(call=True)
-    f.streams_closed = True  # what the SDK's tracker can set after its last read of the stream
+    state_of(f).close_streams()  # what the SDK's tracker does after its last read of the stream
     w = FutureWidget(f)
-    f.record_preview({"text/plain": "1"})
+    state_of(f).set_preview({"text/plain": "1"})
     inner.set_result(FAKE_REF)
     settle()
     assert not w.watching
@@ -369,11 +371,11 @@ def test_redisplay_reuses_the_model_and_catches_up(rec: Recorder) -> None:
     f, inner = make_future()
     w = widget_for(f)
     assert widget_for(f) is w
-    f.record_preview({"text/plain": "1"})
+    state_of(f).set_preview({"text/plain": "1"})
     inner.set_result(FAKE_REF)
     settle()
     assert not w.watching
-    f.record_display({"text/plain": "a display that arrived later"})
+    state_of(f).add_display({"text/plain": "a display that arrived later"})
     assert widget_for(f) is w  # shown again: same model, watching again until settled
     settle()
     assert rec.state(w.model_id)["displays"] == [{"text/plain": "a display that arrived later"}]
@@ -384,9 +386,9 @@ def test_redisplay_reuses_the_model_and_catches_up(rec: Recorder) -> None:
 def test_output_tail_is_bounded(rec: Recorder) -> None:
     f, inner = make_future()
     w = FutureWidget(f)
-    f.mark_running()
+    state_of(f).running()
     for i in range(5000):
-        f.record_output("stdout", f"line {i:05d}\n")
+        state_of(f).add_output("stdout", f"line {i:05d}\n")
     settle()
     st = rec.state(w.model_id)
     text = "".join(t for _, t in st["output"])
@@ -438,7 +440,7 @@ def test_remote_preview_is_used_without_fetching(rec: Recorder, monkeypatch: pyt
     monkeypatch.setattr(fw_module, "fetch_preview", no_fetch)
     f, inner = make_future()
     w = FutureWidget(f)
-    f.record_preview({"text/plain": "array([...])", "application/x-flame-size": 3 << 20})
+    state_of(f).set_preview({"text/plain": "array([...])", "application/x-flame-size": 3 << 20})
     inner.set_result(FAKE_REF)
     settle()
     st = rec.state(w.model_id)
@@ -450,7 +452,7 @@ def test_remote_preview_is_used_without_fetching(rec: Recorder, monkeypatch: pyt
 def test_widget_bundle_carries_text_and_html(rec: Recorder) -> None:
     f, inner = make_future("explode()")
     w = FutureWidget(f)
-    f.record_output("stdout", "<script>alert(1)</script>\n")
+    state_of(f).add_output("stdout", "<script>alert(1)</script>\n")
     fail(inner)
     settle()
     bundle = w._repr_mimebundle_()
@@ -481,11 +483,11 @@ def panel_fixture() -> tuple[Registry, Handle, dict[str, tuple[ObjectFuture, Fut
         f, inner = make_future(name, call=True)
         reg.add_future(f)
         made[name] = (f, inner)
-    made["ok"][0].record_preview({"text/plain": "1"})
+    state_of(made["ok"][0]).set_preview({"text/plain": "1"})
     made["ok"][1].set_result(FAKE_REF)
-    made["bad"][0].mark_running()
+    state_of(made["bad"][0]).running()
     fail(made["bad"][1], "bad input 7")
-    made["live"][0].mark_running()
+    state_of(made["live"][0]).running()
     return reg, handle, made
 
 
@@ -506,7 +508,7 @@ def test_panel_counts_failures_and_buttons(rec: Recorder) -> None:
     front_end_sends(panel, {"kind": "cancel_tasks", "session_id": "ssn-1"})
     settle()
     assert made["live"][0].state == "cancelled" and made["queued"][0].state == "cancelled"
-    assert made["ok"][0].call.cancels == 0  # finished futures are left alone
+    assert state_of(made["ok"][0]).call.cancels == 0  # finished futures are left alone
     for _ in range(100):
         settle()
         row = next(r for r in rec.state(panel.model_id)["services"] if r["name"] == "scorer")

@@ -103,6 +103,7 @@ from concurrent.futures import Future
 from flamepy.core.cache import ObjectRef
 from flamepy.runner.runner import ObjectFuture as FlamepyFuture
 from flame_jupyter.views import show
+from flame_jupyter.future_state import state_of
 from flame_jupyter.futures import ObjectFuture
 
 inner = Future()
@@ -111,10 +112,10 @@ f = ObjectFuture(FlamepyFuture(inner), label="shown()", session_id="s1", service
 
 def finish():
     time.sleep(1.0)
-    f.mark_running()
-    f.record_output("stdout", "working\\n")
+    state_of(f).running()
+    state_of(f).add_output("stdout", "working\\n")
     time.sleep(0.5)
-    f.record_preview({"text/plain": "'final answer'"})
+    state_of(f).set_preview({"text/plain": "'final answer'"})
     inner.set_result(ObjectRef(endpoint="grpc://127.0.0.1:9", key="a/b/c", version=1).encode())
 
 

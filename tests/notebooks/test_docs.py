@@ -146,7 +146,7 @@ def _messages() -> list[tuple[str, int, str]]:
                 name = getattr(call.func, "id", getattr(call.func, "attr", ""))
                 if name not in USER_ERRORS:
                     continue
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "_flame_error":
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "flame_error":
                 call = node
             if call is None or not call.args:
                 continue

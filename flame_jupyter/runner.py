@@ -13,54 +13,36 @@ Example
 tasks, the stock ``flmrun`` service on the executors. What it adds: notebook-defined code is
 captured (:mod:`flame_jupyter.capture`), every call sees the notebook's current globals, and calls
 return :class:`~flame_jupyter.futures.ObjectFuture` (state, output, progress, cancel, display).
+``%%flame`` cells run through :mod:`flame_jupyter.cells`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import os
 import re
-import shutil
-import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
+from flame_jupyter import _flamepy
 from flame_jupyter import futures as _futures
 from flame_jupyter.calls import CallChannel
 from flame_jupyter.capture import Captured, Capturer, FlameObjectStore
 from flame_jupyter.connection import ensure_connected
 from flame_jupyter.errors import FlameJupyterError, explain
+from flame_jupyter.future_state import FutureState
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.registry import ServiceInfo, registry
 from flame_jupyter.remote import cheap_digest
 from flame_jupyter.tracker import tracker
-
-_cwd_lock = threading.Lock()
 
 
 def default_app_name() -> str:
     """An application name unique to this user and process: ``fj-<user>-<pid>-<rand>``."""
     user = re.sub(r"[^A-Za-z0-9]", "", getpass.getuser())[:16] or "user"
     return f"fj-{user}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-
-
-@contextlib.contextmanager
-def _empty_cwd() -> Iterator[None]:
-    """flamepy's Runner packages the working directory; notebook code travels captured instead,
-    so give it an empty one (a notebook's directory may hold gigabytes of data)."""
-    with _cwd_lock:
-        old = os.getcwd()
-        tmp = tempfile.mkdtemp(prefix="flame-jupyter-pkg-")
-        os.chdir(tmp)
-        try:
-            yield
-        finally:
-            os.chdir(old)
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_servable(obj: Any, name: str | None = None) -> None:
@@ -78,7 +60,8 @@ def check_servable(obj: Any, name: str | None = None) -> None:
         )
 
 
-def _flame_error(action: str, exc: Exception) -> FlameJupyterError:
+def flame_error(action: str, exc: Exception) -> FlameJupyterError:
+    """A flamepy failure as the user's error: what was being done, Flame's message, the fix."""
     message = getattr(exc, "message", None) or str(exc)
     advice = explain(message)
     return FlameJupyterError(f"{action}: {message}" + (f"\n{advice}" if advice else ""))
@@ -105,18 +88,15 @@ class Runner:
         python_version: str | None = None,
         capturer: Capturer | None = None,
     ) -> None:
-        from flamepy.runner import Runner as _FlamepyRunner
-
         conn = ensure_connected()
         self.name = name or default_app_name()
         self.cache_endpoint = conn.cache_endpoint
         try:
-            with _empty_cwd():
-                self._runner = _FlamepyRunner(
-                    self.name, dependencies=dependencies, python_version=python_version
-                )
+            self._runner = _flamepy.new_runner(
+                self.name, dependencies=dependencies, python_version=python_version
+            )
         except Exception as e:
-            raise _flame_error(f"cannot set up Flame application {self.name!r}", e) from None
+            raise flame_error(f"cannot set up Flame application {self.name!r}", e) from None
         self.capturer = capturer or Capturer(store=FlameObjectStore(key_prefix=f"{self.name}/shared"))
         self.services: list[Service] = []
         self._closed = False
@@ -144,17 +124,12 @@ class Runner:
         captured = (
             obj if isinstance(obj, Captured) else self.capturer.capture(obj, snapshot=snapshot, name=name)
         )
-        return self._serve(captured, name=name, autoscale=autoscale, warmup=warmup, resources=resources)
-
-    def _serve(
-        self, captured: Captured, *, name: str | None, autoscale: bool | None, warmup: int, resources: Any
-    ) -> Service:
         try:
             fp = self._runner.service(
                 captured.execution_object, autoscale=autoscale, warmup=warmup, resreq=resources
             )
         except Exception as e:
-            raise _flame_error(f"cannot start service {name or captured.name!r}", e) from None
+            raise flame_error(f"cannot start service {name or captured.name!r}", e) from None
         svc = Service(self, captured, fp, name or captured.name)
         self.services.append(svc)
         return svc
@@ -189,6 +164,11 @@ class Runner:
     select = staticmethod(_futures.select)
     as_completed = staticmethod(_futures.as_completed)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
     def close(self) -> None:
         """Close every service, unregister the application, remove its cached objects."""
         if self._closed:
@@ -218,7 +198,7 @@ class Service:
         self.name = name
         self.kind = captured.kind
         self.app = runner.name
-        self.session_id = flamepy_service._session.id
+        self.session_id = _flamepy.session_of(flamepy_service).id
         self.methods = tuple(captured.state.get("methods", ()))
         self.closed = False
         registry.add_service(
@@ -255,7 +235,7 @@ class Service:
         new_args, new_kwargs = self._runner.offload(new_args, new_kwargs)
         target = self._fp if method is None else getattr(self._fp, method)
         what = self.name if method is None else f"{self.name}.{method}"
-        return _launch(
+        return launch(
             self._runner,
             self._fp,
             target,
@@ -275,14 +255,14 @@ class Service:
         try:
             self._fp.close()
         except Exception as e:
-            raise _flame_error(f"cannot close service {self.name!r}", e) from None
-        _forget(self._runner, self._fp)
+            raise flame_error(f"cannot close service {self.name!r}", e) from None
+        forget(self._runner, self._fp)
 
     def __repr__(self) -> str:
         return f"<flame_jupyter.Service {self.name!r} ({self.kind}) session={self.session_id}{' closed' if self.closed else ''}>"
 
 
-def _launch(
+def launch(
     runner: Runner,
     flamepy_service: Any,
     target: Any,
@@ -295,27 +275,29 @@ def _launch(
     future_cls: type[ObjectFuture] = ObjectFuture,
 ) -> Any:
     """Send one task with its call channel and return its live future (every call and cell)."""
-    session_id = flamepy_service._session.id
+    session_id = _flamepy.session_of(flamepy_service).id
     channel = CallChannel(runner.name, session_id, runner.cache_endpoint)
     try:
         inner = target(*args, **kwargs, **channel.kwarg())
     except Exception as e:
-        raise _flame_error(action, e) from None
+        raise flame_error(action, e) from None
     fut = future_cls(
-        inner, label=label, service=service, app=runner.name, session_id=session_id, call=channel
+        inner,
+        label=label,
+        service=service,
+        app=runner.name,
+        session_id=session_id,
+        state=FutureState(call=channel),
     )
-    channel.future = fut
     registry.add_future(fut)
-    tracker.track(fut, flamepy_service._session)
+    tracker.track(fut, _flamepy.session_of(flamepy_service))
     return fut
 
 
-def _forget(runner: Runner, flamepy_service: Any) -> None:
-    """flamepy's Runner keeps every service to close it again at the end: drop a closed one (a
-    long notebook opens many; closing one twice fails once the runtime has forgotten it)."""
-    with contextlib.suppress(AttributeError, ValueError):
-        runner._runner._services.remove(flamepy_service)
-    runner.services = [s for s in runner.services if s._fp is not flamepy_service]
+def forget(runner: Runner, flamepy_service: Any) -> None:
+    """Drop a closed service from the Runner's books (and flamepy's)."""
+    _flamepy.forget_service(runner._runner, flamepy_service)
+    runner.services = [s for s in runner.services if getattr(s, "_fp", None) is not flamepy_service]
 
 
 class AsyncRunner:
@@ -356,66 +338,3 @@ class AsyncRunner:
 
     async def get(self, futures: Any) -> Any:
         return await asyncio.to_thread(_futures.get, futures)
-
-
-class CellFuture(ObjectFuture):
-    """The future of a ``%%flame`` cell: ``get()`` is the value of the cell's last expression;
-    ``outputs`` are the names the cell was asked to send back (``-o``)."""
-
-    def get(self, timeout: float | None = None) -> Any:
-        return self._cell_result(timeout)["value"]
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        return self._cell_result(None)["outputs"]
-
-    def _cell_result(self, timeout: float | None) -> dict[str, Any]:
-        return ObjectFuture.get(self, timeout)
-
-
-class CellService:
-    """Runs captured ``%%flame`` cells: one Flame session for many cells.
-
-    The execution object is :data:`flame_jupyter.remote.run_payload`; each cell travels as the
-    task's argument. A named ``session`` keeps one instance (``max_instances=1``) and one
-    namespace there, so cells can build on each other's remote state.
-    """
-
-    def __init__(
-        self, runner: Runner, name: str, *, session: str | None = None, resources: Any = None
-    ) -> None:
-        from flame_jupyter.remote import run_payload
-
-        self._runner = runner
-        self.name = name
-        self.session = session
-        autoscale = False if session else True
-        try:
-            self._fp = runner._runner.service(run_payload, autoscale=autoscale, resreq=resources)
-        except Exception as e:
-            raise _flame_error(f"cannot start the cell service {name!r}", e) from None
-        self.session_id = self._fp._session.id
-        self.closed = False
-        registry.add_service(
-            ServiceInfo(name=name, kind="cell", app=runner.name, session_id=self.session_id, handle=self)
-        )
-
-    def run(self, captured: Captured, label: str = "cell") -> CellFuture:
-        return _launch(
-            self._runner,
-            self._fp,
-            self._fp,
-            (captured.execution_object, None),
-            {},
-            service=self.name,
-            label=label,
-            action="cannot submit the cell",
-            future_cls=CellFuture,
-        )
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            registry.close_service(self.session_id)
-            self._fp.close()
-            _forget(self._runner, self._fp)

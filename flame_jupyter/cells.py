@@ -1,0 +1,74 @@
+"""``%%flame`` cells on Flame: one session runs many captured cells (the magics' back end).
+
+The execution object is :data:`flame_jupyter.remote.run_payload`; each cell travels as the task's
+argument. A named ``session`` keeps one instance (``max_instances=1``) and one namespace there,
+so cells can build on each other's remote state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flame_jupyter import _flamepy
+from flame_jupyter.capture import Captured
+from flame_jupyter.futures import ObjectFuture
+from flame_jupyter.registry import ServiceInfo, registry
+from flame_jupyter.runner import Runner, flame_error, forget, launch
+
+
+class CellFuture(ObjectFuture):
+    """The future of a ``%%flame`` cell: ``get()`` is the value of the cell's last expression;
+    ``outputs`` are the names the cell was asked to send back (``-o``)."""
+
+    def get(self, timeout: float | None = None) -> Any:
+        return self._cell_result(timeout)["value"]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self._cell_result(None)["outputs"]
+
+    def _cell_result(self, timeout: float | None) -> dict[str, Any]:
+        return ObjectFuture.get(self, timeout)
+
+
+class CellService:
+    """Runs captured ``%%flame`` cells: one Flame session for many cells."""
+
+    def __init__(
+        self, runner: Runner, name: str, *, session: str | None = None, resources: Any = None
+    ) -> None:
+        from flame_jupyter.remote import run_payload
+
+        self._runner = runner
+        self.name = name
+        self.session = session
+        autoscale = False if session else True
+        try:
+            self._fp = runner._runner.service(run_payload, autoscale=autoscale, resreq=resources)
+        except Exception as e:
+            raise flame_error(f"cannot start the cell service {name!r}", e) from None
+        self.session_id = _flamepy.session_of(self._fp).id
+        self.closed = False
+        registry.add_service(
+            ServiceInfo(name=name, kind="cell", app=runner.name, session_id=self.session_id, handle=self)
+        )
+
+    def run(self, captured: Captured, label: str = "cell") -> CellFuture:
+        return launch(
+            self._runner,
+            self._fp,
+            self._fp,
+            (captured.execution_object, None),
+            {},
+            service=self.name,
+            label=label,
+            action="cannot submit the cell",
+            future_cls=CellFuture,
+        )
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            registry.close_service(self.session_id)
+            self._fp.close()
+            forget(self._runner, self._fp)
