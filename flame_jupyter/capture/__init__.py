@@ -1,6 +1,7 @@
 """The capture engine: notebook code, and the globals it uses, made ready for an executor.
 
-- :mod:`.capturer` -- :class:`Capturer`, :class:`Captured` and the object stores;
+- :mod:`.capturer` -- :class:`Capturer` and :class:`Captured`;
+- :mod:`.stores` -- the object stores large values go to;
 - :mod:`.env` -- one capture run: pickle, discover globals, build the env;
 - :mod:`.names` -- which global names a piece of code needs;
 - :mod:`.modules` -- local modules that travel as source;

@@ -12,6 +12,7 @@ Modules, in the order they import each other (see ``docs/capture.md`` for what t
 - :mod:`.runtime` -- per-process state and fetched values;
 - :mod:`.bootstrap` -- how the package itself travels;
 - :mod:`.pickling` -- dill/cloudpickle bound to a notebook namespace;
+- :mod:`.reprs` -- small rich representations (displays, previews) without IPython;
 - :mod:`.channel` -- one call's output, progress and cancel; ``progress``/``display``;
 - :mod:`.namespace` -- a payload's globals on the executor;
 - :mod:`.execution` -- running the code; the wrappers flamepy serves.
@@ -26,13 +27,13 @@ from .channel import (
     display,
     guarded,
     import_module,
-    mime_bundle,
     progress,
     run_payload,
 )
 from .execution import RemoteFunction, RemoteInstance, _build, make_remote_class, run_call
 from .namespace import apply_env
 from .pickling import Dumper, Loader, array_digest, bytes_digest, cheap_digest, class_for_tracker_id
+from .reprs import mime_bundle
 from .runtime import register_local_object
 from .versions import check_versions, make_header, versions
 from .wire import ARG_TAG, CALL_KWARG, ENV_KWARG, PAYLOAD_FORMAT, REF_TAG, State

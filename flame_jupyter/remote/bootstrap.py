@@ -30,6 +30,7 @@ MODULES = (
     "runtime",
     "bootstrap",
     "pickling",
+    "reprs",
     "channel",
     "namespace",
     "execution",
