@@ -83,7 +83,12 @@ def test_concurrent_reports_end_in_one_terminal_state() -> None:
     for _ in range(50):  # bounded: 50 races of 4 threads
         f, fs, inner = make()
         ends: list[str] = []
-        f.add_listener(lambda fut: ends.append(fut.known_state) if fut.known_state in TERMINAL else None)
+
+        def on_change(fut: ObjectFuture, ends: list[str] = ends) -> None:
+            if fut.known_state in TERMINAL:
+                ends.append(fut.known_state)
+
+        f.add_listener(on_change)
         threads = [
             threading.Thread(target=fs.running),
             threading.Thread(target=fs.finish, args=(None,)),
