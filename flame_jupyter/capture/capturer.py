@@ -19,7 +19,7 @@ What travels, in short (details in ``docs/capture.md``):
 
 Anything that cannot travel raises :class:`CaptureError` before anything is sent.
 
-(Over 400 lines: both entry points, objects and cells, share one capture run and its finish.)
+Long because both entry points, objects and cells, share one capture run and its finish.
 """
 
 from __future__ import annotations

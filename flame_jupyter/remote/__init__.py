@@ -11,18 +11,19 @@ Modules, in the order they import each other (see ``docs/capture.md`` for what t
 - :mod:`.versions` -- the versions both ends must agree on;
 - :mod:`.runtime` -- per-process state and fetched values;
 - :mod:`.bootstrap` -- how the package itself travels;
-- :mod:`.pickling` -- dill/cloudpickle bound to a notebook namespace;
 - :mod:`.reprs` -- small rich representations (displays, previews) without IPython;
 - :mod:`.channel` -- one call's output, progress and cancel; ``progress``/``display``;
+- :mod:`.pickling` -- dill/cloudpickle bound to a notebook namespace;
 - :mod:`.namespace` -- a payload's globals on the executor;
 - :mod:`.execution` -- running the code; the wrappers flamepy serves.
 """
 
 from __future__ import annotations
 
-from .bootstrap import RemoteAPI, _boot_fn, _source_blob
+from .bootstrap import _boot_fn, _source_blob
 from .channel import (
     Cancelled,
+    RemoteAPI,
     RemoteFailure,
     display,
     guarded,

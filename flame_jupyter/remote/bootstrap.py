@@ -29,9 +29,9 @@ MODULES = (
     "versions",
     "runtime",
     "bootstrap",
-    "pickling",
     "reprs",
     "channel",
+    "pickling",
     "namespace",
     "execution",
     "__init__",
@@ -77,6 +77,13 @@ def _bootstrap(kind, state):
 
 _boot_cache: list[Any] = []
 _boot_lock = threading.Lock()
+#: What rebuilds an object in this process (``execution._build``, registered when it is imported).
+_builder: list[Callable[[str, Any], Any]] = []
+
+
+def set_builder(build: Callable[[str, Any], Any]) -> None:
+    """Register the function that rebuilds this package's objects from ``(kind, state)``."""
+    _builder[:] = [build]
 
 
 def _read_sources() -> bytes:
@@ -123,10 +130,8 @@ class _BootFn:
     def __init__(self, ns: _Reduced) -> None:
         self._ns = ns
 
-    def __call__(self, kind: str, state: Any) -> Any:
-        from .execution import _build
-
-        return _build(kind, state)
+    def __call__(self, kind: str, state: Any) -> Any:  # in-process (copy.deepcopy): no bootstrap
+        return _builder[0](kind, state)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (operator.getitem, (self._ns, "_bootstrap"))
@@ -154,27 +159,3 @@ def _register_own_source() -> None:
     for module, text in sources():
         name = source_filename(module)
         linecache.cache[name] = (len(text), None, text.splitlines(keepends=True), name)
-
-
-class RemoteAPI:
-    """A picklable handle to an executor-side function of this package (``progress`` & co).
-
-    Notebook code that calls ``flame_jupyter.progress(...)`` captures this object; on the
-    executor it resolves to the same function of the bootstrapped package.
-    """
-
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .channel import API
-
-        return API[self._name](*args, **kwargs)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_boot_fn(), ("api", self._name))
-
-    def __repr__(self) -> str:
-        return f"<flame_jupyter.{self._name}>"

@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .bootstrap import FILENAME_PREFIX, RemoteAPI
+from .bootstrap import FILENAME_PREFIX, _boot_fn
 from .reprs import estimate_size, mime_bundle
 from .runtime import _rt
 from .wire import (
@@ -50,6 +50,28 @@ PREVIEW_BYTES = 1 << 20  # results estimated larger than this get a remote previ
 
 class Cancelled(BaseException):
     """Raised inside a remote call that the user cancelled."""
+
+
+class RemoteAPI:
+    """A picklable handle to an executor-side function of this package (``progress`` & co).
+
+    Notebook code that calls ``flame_jupyter.progress(...)`` captures this object; on the
+    executor it resolves to the same function of the bootstrapped package.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return API[self._name](*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_boot_fn(), ("api", self._name))
+
+    def __repr__(self) -> str:
+        return f"<flame_jupyter.{self._name}>"
 
 
 def _current() -> Any:

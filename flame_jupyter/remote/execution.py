@@ -20,8 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .bootstrap import RemoteAPI, _boot_fn, _register_own_source
-from .channel import guarded
+from .bootstrap import _boot_fn, _register_own_source, set_builder
+from .channel import RemoteAPI, guarded
 from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare
 from .pickling import Dumper
 from .runtime import _rt
@@ -354,3 +354,6 @@ def _build(kind: str, state: Any) -> Any:
     if kind == "api":
         return RemoteAPI(state)
     raise ValueError(f"unknown flame_jupyter object kind {kind!r}")
+
+
+set_builder(_build)

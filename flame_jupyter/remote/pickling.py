@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from .bootstrap import RemoteAPI
+from .channel import RemoteAPI
 from .runtime import _blob, _np, _rt
 from .versions import _dill
 from .wire import REF_TAG
