@@ -6,6 +6,8 @@ Failures are told the way Flame tells them: a failed bind carries Flame's bind r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flamepy.proto import shim_pb2
 
 from flame_local.executors.instances import SHIM_ERRORS, InstanceProcess
@@ -60,9 +62,11 @@ def enter_session(proc: InstanceProcess, app: Application, ssn: Session, timeout
         raise BindError(RC_ENTER_FAILED, f"on_session_enter failed: {result.message}")
 
 
-def run_task(store: Store, executor_id: str, proc: InstanceProcess, task: Task, stop_grace: float) -> bool:
+def run_task(
+    store: Store, executor_id: str, proc: InstanceProcess, task: Task, stop_grace: Callable[[], float]
+) -> bool:
     """Run one task on ``proc`` and complete it in ``store``; return False when the instance is
-    gone and must be replaced."""
+    gone and must be replaced.  ``stop_grace()`` is the grace period of a stop in progress."""
     ctx = shim_pb2.TaskContext(task_id=str(task.id), session_id=task.session_id)
     if task.input is not None:
         ctx.input = task.input
@@ -76,7 +80,7 @@ def run_task(store: Store, executor_id: str, proc: InstanceProcess, task: Task, 
                 False,
                 None,
                 f"the flame-local runtime stopped: task {task.id} of session {task.session_id} was still "
-                f"running after the {stop_grace:g} s grace period and was ended",
+                f"running after the {stop_grace():g} s grace period and was ended",
             )
         elif proc.alive():
             detail = e.details() if hasattr(e, "details") else str(e)

@@ -390,7 +390,8 @@ class ExecutorManager:
                     continue
                 return
             inst.state, inst.current_task = "running", task.id
-            alive = run_task(self.store, inst.id, proc, task, self._stop_grace)  # False: instance gone
+            # False: the instance is gone and must be replaced.
+            alive = run_task(self.store, inst.id, proc, task, lambda: self._stop_grace)
             inst.state, inst.current_task = "bound", None
             inst.tasks_done += 1
             if not alive:
