@@ -16,7 +16,7 @@ import anywidget
 import ipywidgets
 import traitlets as t
 
-from flame_jupyter.views import WIDGET_MIME
+from flame_jupyter.display.bundles import WIDGET_MIME
 from flame_jupyter.widgets._js import LIB_JS, STUB_ESM
 
 ANYWIDGET_VERSION: str = anywidget.AnyWidget.class_traits()["_model_module_version"].default_value

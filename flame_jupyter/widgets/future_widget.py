@@ -20,70 +20,37 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import traitlets as t
 
-from flame_jupyter.views import TERMINAL, future_snapshot, snapshot_html, snapshot_text
+from flame_jupyter.display.future_static import snapshot_html, snapshot_text
+from flame_jupyter.display.future_view import FUTURE_VIEW_KEYS, FutureView, future_view
+from flame_jupyter.display.protocol import ViewedFuture
+from flame_jupyter.display.states import DONE, QUEUED, TERMINAL_STATES
 from flame_jupyter.widgets._base import FlameWidget
+from flame_jupyter.widgets._traits import with_view_traits
 from flame_jupyter.widgets.preview import fetch_preview
 from flame_jupyter.widgets.pump import Pump, pump
-
-if TYPE_CHECKING:
-    from flame_jupyter.futures import ObjectFuture
 
 log = logging.getLogger(__name__)
 
 SETTLE_GRACE = 3.0  # seconds a finished future is still watched for late output / a remote preview
 
-SNAPSHOT_KEYS = (
-    "state",
-    "label",
-    "service",
-    "app",
-    "session_id",
-    "task_id",
-    "elapsed",
-    "run_time",
-    "progress",
-    "output",
-    "output_dropped",
-    "displays",
-    "result",
-    "result_info",
-    "error_type",
-    "error_message",
-    "error_traceback",
-    "cancel_requested",
-)
+SNAPSHOT_KEYS = FUTURE_VIEW_KEYS  # the synced fields: FutureView's, in its order
 
 
-class FutureWidget(FlameWidget):
-    """Live view of an :class:`~flame_jupyter.futures.ObjectFuture` (one comm model)."""
+class FutureWidget(with_view_traits(FlameWidget, FutureView, {"state": QUEUED})):  # type: ignore[misc]
+    """Live view of an :class:`~flame_jupyter.futures.ObjectFuture` (one comm model).
+
+    Its synced traits are :class:`~flame_jupyter.display.future_view.FutureView`'s fields.
+    """
 
     _kind = t.Unicode("future").tag(sync=True)
-    state = t.Unicode("queued").tag(sync=True)
-    label = t.Unicode("").tag(sync=True)
-    service = t.Unicode("").tag(sync=True)
-    app = t.Unicode("").tag(sync=True)
-    session_id = t.Unicode("").tag(sync=True)
-    task_id = t.Unicode("").tag(sync=True)
-    elapsed = t.Float(0.0).tag(sync=True)
-    run_time = t.Float(None, allow_none=True).tag(sync=True)
-    progress = t.List().tag(sync=True)  # [done, total, message] or []
-    output = t.List().tag(sync=True)  # [[stream, text], ...]: the tail
-    output_dropped = t.Int(0).tag(sync=True)  # characters before the tail
-    displays = t.List().tag(sync=True)  # the last rich displays of the remote code
-    result = t.Dict().tag(sync=True)  # trimmed mime bundle of the result
-    result_info = t.Unicode("").tag(sync=True)  # "DataFrame · 12.0 KB"
-    error_type = t.Unicode("").tag(sync=True)
-    error_message = t.Unicode("").tag(sync=True)
-    error_traceback = t.Unicode("").tag(sync=True)
-    cancel_requested = t.Bool(False).tag(sync=True)
 
-    def __init__(self, future: ObjectFuture, *, pump: Pump | None = None, **kwargs: Any) -> None:
+    def __init__(self, future: ViewedFuture, *, pump: Pump | None = None, **kwargs: Any) -> None:
         self._pump = pump or _default_pump()
-        self._future: ObjectFuture | None = future
+        self._future: ViewedFuture | None = future
         self._out_seen = 0
         self._out_total = 0
         self._fetched: dict[str, Any] | None = None
@@ -92,7 +59,7 @@ class FutureWidget(FlameWidget):
         self._terminal_at: float | None = None
         self._settled_callbacks: list[Callable[[FutureWidget], None]] = []
         self._dirty = self._dirty_urgent = False
-        snap = self._snapshot(future)
+        snap = self._view(future)
         super().__init__(**snap, **kwargs)
         self._sent_state = snap["state"]
         future.add_listener(self._on_future)
@@ -100,7 +67,7 @@ class FutureWidget(FlameWidget):
 
     # -- life ---------------------------------------------------------------------------------------
     @property
-    def future(self) -> ObjectFuture | None:
+    def future(self) -> ViewedFuture | None:
         """The future while it is watched; None once finished and settled."""
         return self._future
 
@@ -109,7 +76,7 @@ class FutureWidget(FlameWidget):
         """True while the widget listens to its future (False once finished: no cost left)."""
         return not self._detached
 
-    def _on_future(self, future: ObjectFuture) -> None:
+    def _on_future(self, future: ViewedFuture) -> None:
         # Any thread, on every change: mark dirty (state changes first). Already dirty: nothing
         # to do, not even a lock (thousands of output/progress events a second stay cheap).
         urgent = future.known_state != self._sent_state
@@ -119,13 +86,13 @@ class FutureWidget(FlameWidget):
         self._dirty_urgent = urgent
         self._pump.request(self, urgent=urgent)
 
-    def _snapshot(self, future: ObjectFuture) -> dict[str, Any]:
+    def _view(self, future: ViewedFuture) -> FutureView:
         output = future.output
         n = len(output)
         if n > self._out_seen:
             self._out_total += sum(len(str(text)) for _, text in output[self._out_seen : n])
             self._out_seen = n
-        return future_snapshot(future, result=self._fetched, output_total=self._out_total)
+        return future_view(future, result=self._fetched, output_total=self._out_total)
 
     def flush(self) -> None:
         """Send the future's current state (the pump calls this; one message at most)."""
@@ -133,15 +100,15 @@ class FutureWidget(FlameWidget):
         if future is None or self.comm is None:
             return
         self._dirty = self._dirty_urgent = False  # cleared before reading: later changes mark again
-        snap = self._snapshot(future)
+        snap = self._view(future)
         with self.hold_sync():
             for key, value in snap.items():
                 setattr(self, key, value)
         self._sent_state = snap["state"]
-        if snap["state"] in TERMINAL:
+        if snap["state"] in TERMINAL_STATES:
             self._settle(future)
 
-    def _settle(self, future: ObjectFuture) -> None:
+    def _settle(self, future: ViewedFuture) -> None:
         """Finished: fetch a small result's preview (in the background), then stop watching.
 
         The last output records and a large result's remote preview can arrive just *after* the
@@ -156,7 +123,7 @@ class FutureWidget(FlameWidget):
             if not self._stream_closed(future):
                 self._pump.request(self, delay=SETTLE_GRACE)
         if (
-            future.known_state == "done"
+            future.known_state == DONE
             and not future.preview
             and not self._fetching
             and self._fetched is None
@@ -170,10 +137,10 @@ class FutureWidget(FlameWidget):
             self._detach()
 
     @staticmethod
-    def _stream_closed(future: ObjectFuture) -> bool:
+    def _stream_closed(future: ViewedFuture) -> bool:
         return bool(future.streams_closed)  # True too for a call without a stream
 
-    def _fetch(self, future: ObjectFuture) -> None:
+    def _fetch(self, future: ViewedFuture) -> None:
         try:
             fetched = fetch_preview(future)
         except Exception as e:  # noqa: BLE001 - fetch_preview does not raise; belt and braces
@@ -202,7 +169,7 @@ class FutureWidget(FlameWidget):
         else:
             self._settled_callbacks.append(fn)
 
-    def reattach(self, future: ObjectFuture) -> None:
+    def reattach(self, future: ViewedFuture) -> None:
         """Watch ``future`` again (it is displayed again); settles again once up to date."""
         self._future = future
         self._detached = False
@@ -242,7 +209,7 @@ _widgets: weakref.WeakKeyDictionary[Any, FutureWidget] = weakref.WeakKeyDictiona
 _widgets_lock = threading.Lock()
 
 
-def widget_for(future: ObjectFuture) -> FutureWidget:
+def widget_for(future: ViewedFuture) -> FutureWidget:
     """The (one) widget of a future; displaying a future twice shows two views of one model."""
     with _widgets_lock:
         widget = _widgets.get(future)

@@ -14,35 +14,25 @@ from typing import Any
 
 import traitlets as t
 
+from flame_jupyter.display.flame_sessions import flame_status
+from flame_jupyter.display.panel_static import status_html, status_text
+from flame_jupyter.display.panel_status import kernel_status, merge_status
+from flame_jupyter.display.panel_view import PANEL_VIEW_KEYS, PanelView
 from flame_jupyter.registry import Registry, registry
-from flame_jupyter.status_panel import flame_status, kernel_status, merge_status, status_html, status_text
 from flame_jupyter.widgets._base import FlameWidget
+from flame_jupyter.widgets._traits import with_view_traits
 from flame_jupyter.widgets.pump import Pump, pump
 
-PANEL_KEYS = (
-    "runtime",
-    "services",
-    "failures",
-    "instances",
-    "show_instances",
-    "totals",
-    "live",
-    "flame_error",
-)
+PANEL_KEYS = PANEL_VIEW_KEYS  # the synced fields: PanelView's, in its order
 
 
-class PanelWidget(FlameWidget):
-    """Live status of this kernel's Flame work, with Cancel tasks / Close session buttons."""
+class PanelWidget(with_view_traits(FlameWidget, PanelView)):  # type: ignore[misc]
+    """Live status of this kernel's Flame work, with Cancel tasks / Close session buttons.
+
+    Its synced traits are :class:`~flame_jupyter.display.panel_view.PanelView`'s fields.
+    """
 
     _kind = t.Unicode("panel").tag(sync=True)
-    runtime = t.Unicode("").tag(sync=True)
-    services = t.List().tag(sync=True)
-    failures = t.List().tag(sync=True)
-    instances = t.List().tag(sync=True)
-    show_instances = t.Bool(False).tag(sync=True)
-    totals = t.Dict().tag(sync=True)
-    live = t.Int(0).tag(sync=True)
-    flame_error = t.Unicode("").tag(sync=True)
 
     def __init__(
         self,

@@ -9,12 +9,10 @@ result is never downloaded for a preview); a small result is then fetched with `
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flame_jupyter.views import human_size, rich_bundle
-
-if TYPE_CHECKING:
-    from flame_jupyter.futures import ObjectFuture
+from flame_jupyter.display.bundles import human_size, rich_bundle
+from flame_jupyter.display.protocol import ViewedFuture
 
 FETCH_LIMIT = 1 << 20  # bytes: results larger than this are not fetched for a preview
 
@@ -51,7 +49,7 @@ def probe_size(ref: Any, limit: int) -> int | None:
     return total
 
 
-def fetch_preview(future: ObjectFuture, limit: int | None = None) -> dict[str, Any]:
+def fetch_preview(future: ViewedFuture, limit: int | None = None) -> dict[str, Any]:
     """``{"result": bundle, "result_info": str}`` for a done future (never raises)."""
     limit = FETCH_LIMIT if limit is None else limit
     try:

@@ -1,0 +1,162 @@
+"""``FutureView``: everything a future's view shows, declared once, read from a future in one go.
+
+The static renderings (:mod:`~flame_jupyter.display.future_static`) and the live widget
+(:class:`~flame_jupyter.widgets.future_widget.FutureWidget`, whose synced traits are made from
+:class:`FutureView`'s fields) show exactly these fields; the widget's JavaScript reads them by the
+names templated from :data:`FUTURE_VIEW_KEYS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+from flame_jupyter.display.bundles import PLAIN_CHARS, result_info, rich_bundle, trim_bundle
+from flame_jupyter.display.protocol import ViewedFuture
+from flame_jupyter.display.states import CANCELLED, DONE, FAILED
+
+OUTPUT_TAIL_CHARS = 6_000  # stdout/stderr kept in a view (the tail)
+TRACEBACK_CHARS = 20_000
+DISPLAYS_KEPT = 5
+
+
+class FutureView(TypedDict):
+    """The JSON-ready state of one future's view (the widget syncs each field as a trait)."""
+
+    state: str  # queued, running, done, failed or cancelled
+    label: str
+    service: str
+    app: str
+    session_id: str
+    task_id: str
+    elapsed: float
+    run_time: float | None
+    progress: list[Any]  # [done, total, message] or []
+    output: list[list[str]]  # [[stream, text], ...]: the tail
+    output_dropped: int  # characters before the tail
+    displays: list[dict[str, Any]]  # the last rich displays of the remote code
+    result: dict[str, Any]  # trimmed mime bundle of the result
+    result_info: str  # "DataFrame · 12.0 KB"
+    error_type: str
+    error_message: str
+    error_traceback: str
+    cancel_requested: bool
+
+
+FUTURE_VIEW_KEYS: tuple[str, ...] = tuple(FutureView.__annotations__)
+#: Fields synced (widget state, saved notebooks, tools) that the live view does not draw.
+FUTURE_FIELDS_NOT_DRAWN: tuple[str, ...] = ("run_time",)
+
+
+def future_view(
+    future: ViewedFuture, *, result: Mapping[str, Any] | None = None, output_total: int | None = None
+) -> FutureView:
+    """Everything a view shows, read once from the future (JSON-ready; never blocks).
+
+    ``result`` is ``{"result": bundle, "result_info": str}`` fetched by the widget when the future
+    carries no remote ``preview``; ``output_total`` is the number of output characters so far, when
+    the caller keeps count (otherwise it is summed here).
+    """
+    state = future.known_state
+    output = future.output
+    if output_total is None:
+        output_total = sum(len(str(t)) for _, t in list(output))
+    chunks, dropped = output_tail(output[-OUTPUT_TAIL_CHARS:], total=output_total)
+    progress = future.progress
+    view: FutureView = {
+        "state": state,
+        "label": str(future.label or ""),
+        "service": str(future.service or ""),
+        "app": str(future.app or ""),
+        "session_id": str(future.session_id or ""),
+        "task_id": "" if future.task_id is None else str(future.task_id),
+        "elapsed": round(future.elapsed, 3),
+        "run_time": None if future.run_time is None else round(future.run_time, 3),
+        "progress": []
+        if not progress
+        else [_number(progress[0]), _number(progress[1]), str(progress[2] or "")],
+        "output": chunks,
+        "output_dropped": dropped,
+        "displays": [trim_bundle(b) for b in list(future.displays)[-DISPLAYS_KEPT:]],
+        "result": {},
+        "result_info": "",
+        "error_type": "",
+        "error_message": "",
+        "error_traceback": "",
+        "cancel_requested": bool(future.cancel_requested),
+    }
+    if state == DONE:
+        preview = future.preview
+        if preview:
+            view["result"] = trim_bundle(preview)
+            view["result_info"] = result_info(preview)
+        elif result is not None:
+            view["result"] = dict(result.get("result") or {})
+            view["result_info"] = str(result.get("result_info") or "")
+        elif future.result_loaded:  # the user already fetched it: free to show
+            value = _loaded_result(future)
+            view["result"] = rich_bundle(value)
+            view["result_info"] = type(value).__name__
+    elif state in (FAILED, CANCELLED) and future.error is not None:
+        view["error_type"], view["error_message"], view["error_traceback"] = error_fields(future.error)
+    return view
+
+
+def _loaded_result(future: ViewedFuture) -> Any:
+    # The display's one private read: ObjectFuture has no public read of an already fetched result
+    # that is sure not to block or read the call's stream (``get()`` may do either).
+    return getattr(future, "_result", None)
+
+
+def error_fields(error: BaseException) -> tuple[str, str, str]:
+    """(type, message, remote traceback) of a failure, for display."""
+    from flame_jupyter.errors import CancelledError, RemoteError
+
+    etype = getattr(error, "remote_type", "") or type(error).__name__
+    if isinstance(error, RemoteError):
+        message = str(error.args[0]) if error.args else ""
+        tb = error.remote_traceback or ""
+    else:
+        message = str(error)
+        tb = ""
+        if "\n\nRemote traceback:\n" in message:
+            message, tb = message.split("\n\nRemote traceback:\n", 1)
+    if isinstance(error, CancelledError):
+        etype = "Cancelled"
+    if len(tb) > TRACEBACK_CHARS:
+        tb = "…\n" + tb[-TRACEBACK_CHARS:]
+    return etype, message[:PLAIN_CHARS], tb
+
+
+def output_tail(
+    chunks: Sequence[tuple[str, str]], limit: int = OUTPUT_TAIL_CHARS, total: int | None = None
+) -> tuple[list[list[str]], int]:
+    """The last ``limit`` characters of the (stream, text) chunks, same-stream neighbours merged.
+
+    Returns (chunks, number of earlier characters left out). ``total`` (all characters so far)
+    saves a pass over long outputs when the caller keeps count.
+    """
+    kept: list[list[str]] = []
+    size = 0
+    index = len(chunks) - 1
+    while index >= 0 and size < limit:
+        stream, text = chunks[index]
+        text = str(text)
+        part = text[-(limit - size) :]
+        size += len(part)
+        if kept and kept[0][0] == stream:
+            kept[0][1] = part + kept[0][1]
+        else:
+            kept.insert(0, [str(stream), part])
+        index -= 1
+    if total is None:
+        total = sum(len(str(t)) for _, t in chunks)
+    return kept, max(0, total - size)
+
+
+def _number(x: Any) -> float | int:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return 0
+    return int(f) if f.is_integer() else f
