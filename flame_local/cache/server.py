@@ -299,7 +299,13 @@ class CacheServer(flight.FlightServerBase):
         self.stop()
 
     def _check_peer(self, context: flight.ServerCallContext) -> None:
-        if self._peer_check is not None and not self._peer_check(context.peer()):
+        if self._peer_check is None:
+            return
+        try:
+            allowed = self._peer_check(context.peer())
+        except OSError as exc:  # the check could not run (no file descriptor left): not "another user"
+            raise flight.FlightUnavailableError(exc.strerror or str(exc)) from None
+        if not allowed:
             raise flight.FlightUnauthorizedError("connection refused: peer belongs to another user")
 
     # -- RPCs -----------------------------------------------------------------------------

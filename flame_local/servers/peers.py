@@ -2,28 +2,40 @@
 
 flamepy speaks plain gRPC over TCP, so anyone on the machine could reach a runtime on
 127.0.0.1.  For every call the runtime finds the client's socket in the kernel's socket table
-(``/proc/net/tcp``, ``/proc/net/tcp6``) from the peer address and compares its owner with the
-runtime's own uid.  A verdict is cached for a second per peer address: a connection keeps its
-address for its whole life, and the same address cannot be taken over by another connection
-that quickly (TIME_WAIT).
+(an exact ``NETLINK_SOCK_DIAG`` lookup of the peer's 4-tuple, else ``/proc/net/tcp{,6}``) and
+compares its owner with the runtime's own uid.  Every call is checked afresh, nothing is cached:
+an address is not a connection (a reset connection's source port can be taken at once by another
+user's new connection), and the lookup of the live socket takes microseconds.
+
+When the check cannot run (no file descriptor left: EMFILE/ENFILE) the call is answered
+UNAVAILABLE with that reason, never "another user".
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
 import struct
 import sys
-import threading
-import time
 from collections.abc import Callable
 
 import grpc
 
-_CACHE_TTL = 1.0
-_cache: dict[str, tuple[float, bool]] = {}
-_cache_lock = threading.Lock()
+_NO_FD = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class PeerCheckUnavailable(OSError):
+    """The caller's uid could not be checked (the runtime has no file descriptor left)."""
+
+
+def _unavailable(exc: OSError) -> PeerCheckUnavailable:
+    return PeerCheckUnavailable(
+        exc.errno,
+        f"the flame-local runtime cannot check the caller right now ({os.strerror(exc.errno or 0)}); "
+        "retry later",
+    )
 
 
 def parse_peer(peer: str) -> tuple[str, str, int] | None:
@@ -56,7 +68,9 @@ def socket_owner(family: str, host: str, port: int) -> int | None:
                     local = fields[1]
                     if local.rsplit(":", 1)[-1] == want_port and _addr_matches(local.rsplit(":", 1)[0], host):
                         return int(fields[7])
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _NO_FD:
+                raise _unavailable(exc) from None
             continue
     return None
 
@@ -114,7 +128,9 @@ def diag_owner(host: str, port: int, server_host: str, server_port: int) -> int 
                 nl.settimeout(1.0)
                 nl.sendto(msg, (0, 0))
                 data = nl.recv(65536)
-        except OSError:
+        except OSError as exc:
+            if exc.errno in _NO_FD:
+                raise _unavailable(exc) from None
             return None
         if len(data) < 16:
             continue
@@ -131,25 +147,16 @@ def same_user_peer(peer: str, server: tuple[str, int] | None = None) -> bool:
     """True when the peer's socket belongs to this process's user (or it is not TCP).
 
     ``server`` (host, port) is the address the peer connected to; with it the owner is found
-    by an exact netlink lookup, else (or if that fails) from the /proc socket tables.
+    by an exact netlink lookup, else (or if that fails) from the /proc socket tables.  Raises
+    :class:`PeerCheckUnavailable` when neither can be opened (no file descriptor left).
     """
     parsed = parse_peer(peer)
     if parsed is None:
         return peer.startswith("unix:")
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(peer)
-        if hit is not None and now - hit[0] < _CACHE_TTL:
-            return hit[1]
     owner = diag_owner(parsed[1], parsed[2], *server) if server is not None else None
     if owner is None:
         owner = socket_owner(*parsed)
-    verdict = owner is not None and owner == os.getuid()
-    with _cache_lock:
-        if len(_cache) > 4096:
-            _cache.clear()
-        _cache[peer] = (now, verdict)
-    return verdict
+    return owner is not None and owner == os.getuid()
 
 
 REFUSED = "connection refused: the flame-local runtime serves only the user who started it"
@@ -169,7 +176,11 @@ class PeerCheckInterceptor(grpc.ServerInterceptor):
 
         def guard(fn):  # type: ignore[no-untyped-def]
             def wrapped(request, context):  # type: ignore[no-untyped-def]
-                if not check(context.peer()):
+                try:
+                    allowed = check(context.peer())
+                except PeerCheckUnavailable as exc:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, exc.strerror)
+                if not allowed:
                     context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSED)
                 return fn(request, context)
 
