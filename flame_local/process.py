@@ -138,6 +138,22 @@ def _term_with_parent() -> None:  # in the child before exec, when setpriv is mi
         pass
 
 
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (the usual 1024 is a few hundred
+    clients); returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def remove_state_dir(log_path: str) -> None:
     """Remove the ``flame-local-ready-*`` directory that holds a runtime's log."""
     state_dir = Path(log_path).parent

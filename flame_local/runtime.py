@@ -28,6 +28,7 @@ from flamepy.proto import frontend_pb2_grpc
 from flame_local.cache.server import CacheServer
 from flame_local.cache.store import CacheStore
 from flame_local.executors.manager import ExecutorManager
+from flame_local.process import raise_fd_limit
 from flame_local.servers.frontend import FrontendService
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Store
@@ -75,6 +76,7 @@ class LocalRuntime:
         if self._started:
             return self
         s = self.settings
+        raise_fd_limit()
         try:
             cache_check = frontend_check = None
             if not s.allow_other_users:
@@ -95,6 +97,7 @@ class LocalRuntime:
             self._server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="flame-local-rpc"),
                 interceptors=[_peer_interceptor(frontend_check)] if frontend_check else None,
+                options=s.grpc_server_options(),
             )
             port = self._server.add_insecure_port(f"{_grpc_host(s.host)}:{s.port}")
             if port == 0:

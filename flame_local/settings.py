@@ -36,6 +36,9 @@ class RuntimeSettings:
     max_closed_sessions: int = 1000  # closed sessions kept for GetSession/ListSession
     grpc_workers: int = 256  # server threads; WatchTask streams each hold one while they wait
     shutdown_grace: float = 10.0  # seconds running tasks get to finish on stop()
+    handshake_timeout: float = 10.0  # seconds a new TCP connection gets to speak HTTP/2 (Frontend)
+    connection_idle_timeout: float = 600.0  # seconds a connection without calls is kept (Frontend)
+    keepalive_interval: float = 60.0  # seconds between server pings of an idle connection (Frontend)
     allow_other_users: bool = False  # refuse connections from other local users (uid check)
     python: str | None = None  # interpreter for `python`/`python3` in instance commands; None = this one
     extra_env: dict[str, str] = field(default_factory=dict)  # added to every instance's environment
@@ -50,3 +53,13 @@ class RuntimeSettings:
             raise ValueError("max_instances must be at least 1")
         if self.home is not None:
             self.home = Path(self.home)
+
+    def grpc_server_options(self) -> list[tuple[str, int]]:
+        """Frontend server options: connections that never handshake, sit idle or stop answering
+        pings are closed, so nobody can hold the runtime's file descriptors for good."""
+        return [
+            ("grpc.server_handshake_timeout_ms", int(self.handshake_timeout * 1000)),
+            ("grpc.max_connection_idle_ms", int(self.connection_idle_timeout * 1000)),
+            ("grpc.keepalive_time_ms", int(self.keepalive_interval * 1000)),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ]
