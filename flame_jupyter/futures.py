@@ -27,9 +27,9 @@ from flamepy.runner.runner import ObjectFuture as _FlamepyObjectFuture
 
 from flame_jupyter import _flamepy
 from flame_jupyter.errors import FlameJupyterError
+from flame_jupyter.failures import decode_failure
 from flame_jupyter.future_state import FutureState
 from flame_jupyter.remote.wire import State
-from flame_jupyter.remote_errors import decode_failure
 
 REFRESH_EVERY = 0.2  # seconds between Flame checks when an unshown future's state is read
 
@@ -276,6 +276,11 @@ class ObjectFuture(_FlamepyObjectFuture):
     def result_loaded(self) -> bool:
         """True once the result has been fetched (``get()`` is then instant)."""
         return self._result_loaded
+
+    @property
+    def loaded_result(self) -> Any:
+        """The result if :meth:`get` already fetched it, else None (never blocks or downloads)."""
+        return self._result if self._result_loaded else None
 
     @property
     def error(self) -> BaseException | None:

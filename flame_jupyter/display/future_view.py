@@ -94,18 +94,13 @@ def future_view(
             view["result"] = dict(result.get("result") or {})
             view["result_info"] = str(result.get("result_info") or "")
         elif future.result_loaded:  # the user already fetched it: free to show
-            value = _loaded_result(future)
+            value = future.loaded_result
             view["result"] = rich_bundle(value)
             view["result_info"] = type(value).__name__
     elif state in (FAILED, CANCELLED) and future.error is not None:
         view["error_type"], view["error_message"], view["error_traceback"] = error_fields(future.error)
     return view
 
-
-def _loaded_result(future: ViewedFuture) -> Any:
-    # The display's one private read: ObjectFuture has no public read of an already fetched result
-    # that is sure not to block or read the call's stream (``get()`` may do either).
-    return getattr(future, "_result", None)
 
 
 def error_fields(error: BaseException) -> tuple[str, str, str]:

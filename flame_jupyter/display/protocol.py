@@ -49,6 +49,9 @@ class ViewedFuture(Protocol):
     def result_loaded(self) -> bool: ...
 
     @property
+    def loaded_result(self) -> Any: ...
+
+    @property
     def error(self) -> BaseException | None: ...
 
     @property

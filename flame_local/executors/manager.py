@@ -10,7 +10,7 @@ An instance's life is Flame's executor state machine (``executor_manager/src/sta
 (``OnSessionLeave``, stop the process group, remove the socket and work dir).  A failing bind step
 records Flame's bind-failure events (1001, then 1002 at the retry limit).
 
-About 400 lines: an instance thread's bind, serve and unbind steps share the manager's tables and lock.
+Long because an instance thread's bind, serve and unbind steps share the manager's tables and lock.
 """
 
 from __future__ import annotations

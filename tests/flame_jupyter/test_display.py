@@ -24,8 +24,9 @@ from flamepy.core.cache import ObjectRef
 from flamepy.core.types import FlameError
 from flamepy.runner.runner import ObjectFuture as FlamepyFuture
 
-from flame_jupyter import remote_errors
+from flame_jupyter.future_state import state_of
 from flame_jupyter.futures import ObjectFuture
+from flame_jupyter.remote.wire import encode_failure
 from flame_jupyter.views import (
     HTML_CHARS,
     WIDGET_MIME,
@@ -55,9 +56,9 @@ def make_future(label: str = "score(3)") -> tuple[ObjectFuture, Future]:
 
 def failed_future() -> ObjectFuture:
     f, inner = make_future("explode()")
-    f.mark_running()
-    f.record_output("stdout", "checking <input>\n")
-    failure = remote_errors.encode("builtins", "ValueError", "boom", TRACEBACK)
+    state_of(f).running()
+    state_of(f).add_output("stdout", "checking <input>\n")
+    failure = encode_failure("builtins", "ValueError", "boom", TRACEBACK)
     inner.set_exception(FlameError(flamepy.FlameErrorCode.INTERNAL, failure))
     return f
 
@@ -104,10 +105,10 @@ def test_bundle_with_widgets_carries_the_fallbacks_too(monkeypatch: pytest.Monke
 # -- snapshots in every state ----------------------------------------------------------------------------------
 def test_running_with_progress_and_output() -> None:
     f, _ = make_future()
-    f.mark_running()
-    f.record_progress(3, 10, "batch 3")
-    f.record_output("stdout", "processed 1\nprocessed 2\n")
-    f.record_output("stderr", "warn <x>\n")
+    state_of(f).running()
+    state_of(f).set_progress(3, 10, "batch 3")
+    state_of(f).add_output("stdout", "processed 1\nprocessed 2\n")
+    state_of(f).add_output("stderr", "warn <x>\n")
     snap = future_snapshot(f)
     assert snap["state"] == "running" and snap["progress"] == [3, 10, "batch 3"]
     text = snapshot_text(snap)
@@ -120,7 +121,7 @@ def test_running_with_progress_and_output() -> None:
 
 def test_done_with_a_remote_preview() -> None:
     f, inner = make_future()
-    f.record_preview(
+    state_of(f).set_preview(
         {
             "text/plain": "   x\n0  1",
             "text/html": "<table><tr><td>1</td></tr></table>",
@@ -155,7 +156,7 @@ def test_failed_shows_type_message_traceback() -> None:
 
 def test_cancelled() -> None:
     f, inner = make_future("long()")
-    failure = remote_errors.encode("flame_jupyter", "Cancelled", "cancelled by user", "")
+    failure = encode_failure("flame_jupyter", "Cancelled", "cancelled by user", "")
     inner.set_exception(FlameError(flamepy.FlameErrorCode.INTERNAL, failure))
     snap = future_snapshot(f)
     assert snap["state"] == "cancelled" and snap["error_type"] == "Cancelled"
@@ -266,11 +267,12 @@ def test_terminal_ipython_shows_text() -> None:
         from IPython.terminal.interactiveshell import TerminalInteractiveShell
         from flame_jupyter.views import widgets_enabled
         from flame_jupyter.futures import ObjectFuture
+        from flame_jupyter.future_state import state_of
 
         shell = TerminalInteractiveShell.instance()
         f = ObjectFuture(FP(Future()), label="score(3)", session_id="s1", service="scorer")
-        f.mark_running()
-        f.record_progress(1, 4, "")
+        state_of(f).running()
+        state_of(f).set_progress(1, 4, "")
         data, _ = shell.display_formatter.format(f)
         assert not widgets_enabled()
         assert "application/vnd.jupyter.widget-view+json" not in data

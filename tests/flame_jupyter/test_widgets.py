@@ -26,10 +26,10 @@ from flamepy.core.cache import ObjectRef
 from flamepy.core.types import FlameError
 from flamepy.runner.runner import ObjectFuture as FlamepyFuture
 
-from flame_jupyter import remote_errors
 from flame_jupyter.future_state import FutureState, state_of
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.registry import Registry, ServiceInfo
+from flame_jupyter.remote.wire import encode_failure
 from flame_jupyter.views import WIDGET_MIME
 from flame_jupyter.widgets import future_widget as fw_module
 from flame_jupyter.widgets._base import _reset_lib_carrier
@@ -141,7 +141,7 @@ class FakeCall:
     def request_cancel(self) -> None:
         self.cancels += 1
         if not self.inner.done():
-            failure = remote_errors.encode("flame_jupyter", "Cancelled", "cancelled by user", "")
+            failure = encode_failure("flame_jupyter", "Cancelled", "cancelled by user", "")
             self.inner.set_exception(FlameError(flamepy.FlameErrorCode.INTERNAL, failure))
 
 
@@ -158,7 +158,7 @@ def make_future(
 
 
 def fail(inner: Future, message: str = "boom") -> None:
-    failure = remote_errors.encode("builtins", "ValueError", message, TRACEBACK)
+    failure = encode_failure("builtins", "ValueError", message, TRACEBACK)
     inner.set_exception(FlameError(flamepy.FlameErrorCode.INTERNAL, failure))
 
 
