@@ -12,7 +12,6 @@ $ eval "$(flame-local env)"              # point flamepy at the background runti
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -20,89 +19,37 @@ import sys
 import time
 from pathlib import Path
 
-STATE_FILE = Path.home() / ".flame" / "local" / "runtime.json"
-FLAME_YAML = Path.home() / ".flame" / "flame.yaml"
-MARKER = "# written by flame-local; it is removed by `flame-local stop`"
-
-
-# -- flame.yaml ----------------------------------------------------------------------------------
-def write_flame_yaml(endpoint: str, cache_endpoint: str) -> str:
-    """Write ~/.flame/flame.yaml for this runtime unless the user has their own there."""
-    if FLAME_YAML.exists() and MARKER not in FLAME_YAML.read_text(errors="replace"):
-        return (
-            f"{FLAME_YAML} exists and is yours, so it was left alone; point flamepy at the runtime with\n"
-            f'  eval "$(flame-local env)"'
-        )
-    _private_dirs(FLAME_YAML.parent)
-    text = (
-        f"{MARKER}\n"
-        "current-context: flame-local\n"
-        "contexts:\n"
-        "  - name: flame-local\n"
-        "    cluster:\n"
-        f'      endpoint: "{endpoint}"\n'
-        "    cache:\n"
-        f'      endpoint: "{cache_endpoint}"\n'
-    )
-    fd = os.open(FLAME_YAML, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return f"wrote {FLAME_YAML} (context flame-local)"
-
-
-def remove_own_flame_yaml() -> None:
-    if FLAME_YAML.exists() and MARKER in FLAME_YAML.read_text(errors="replace"):
-        FLAME_YAML.unlink()
-
-
-# -- state ---------------------------------------------------------------------------------------
-def read_state() -> dict | None:
-    try:
-        state = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        return None
-    from flame_local.process import pid_alive
-
-    if not pid_alive(int(state.get("pid", 0))) or not _is_runtime(int(state["pid"])):
-        return None
-    return state
-
-
-def _is_runtime(pid: int) -> bool:
-    try:
-        return b"flame_local" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _private_dirs(path: Path) -> None:
-    """Create ``path`` and its missing parents as 0700 (``mkdir(parents=True)`` gives the parents
-    the umask's mode, e.g. a world-readable ~/.flame)."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for d in reversed(missing):
-        d.mkdir(mode=0o700, exist_ok=True)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _private_dirs(path.parent)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+from flame_local.runfiles import (
+    START_LOCK,
+    STATE_FILE,
+    read_state,
+    remove_own_flame_yaml,
+    start_lock,
+    sweep_stale,
+    write_flame_yaml,
+    write_json,
+)
 
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_start(args: argparse.Namespace) -> int:
     if args.foreground:
         return _serve_foreground(args)
+    with start_lock() as locked:
+        if not locked:
+            print(f"flame-local: another `flame-local start` holds {START_LOCK}", file=sys.stderr)
+            return 1
+        return _start_background(args)
+
+
+def _start_background(args: argparse.Namespace) -> int:
     state = read_state()
     if state is not None:
-        print(f"flame-local is already running (pid {state['pid']}) at {state['endpoint']}")
-        return 0
+        print(f"flame-local is already running (pid {state['pid']}) at {state['endpoint']}", file=sys.stderr)
+        return 1
+    swept = sweep_stale()
+    if swept:
+        print(f"flame-local: {swept}")
     from flame_local.process import RuntimeProcess, RuntimeStartError
 
     try:
@@ -114,8 +61,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"flame-local: {e}", file=sys.stderr)
         return 1
     state = {"pid": rp.pid, "endpoint": rp.endpoint, "cache_endpoint": rp.cache_endpoint, "home": rp.home,
-             "log": rp.log_path}  # fmt: skip
-    _write_json(STATE_FILE, state)
+             "log": rp.log_path, "temp_home": rp.temp_home, "socket_dir": rp.socket_dir}  # fmt: skip
+    write_json(STATE_FILE, state)
     print(f"flame-local started (pid {rp.pid})\n  endpoint: {rp.endpoint}\n  cache:    {rp.cache_endpoint}")
     print(f"  home:     {rp.home}\n  log:      {rp.log_path}")
     if not args.no_config:
@@ -169,9 +116,11 @@ def _serve_foreground(args: argparse.Namespace) -> int:
             "endpoint": rt.endpoint,
             "cache_endpoint": rt.cache_endpoint,
             "home": str(rt.home),
+            "temp_home": args.home is None,
+            "socket_dir": str(rt.socket_dir or ""),
         }
         if args.ready_file:
-            _write_json(Path(args.ready_file), info)
+            write_json(Path(args.ready_file), info)
         else:
             print(
                 f"flame-local serving at {rt.endpoint} (cache {rt.cache_endpoint}); Ctrl-C stops it",
@@ -195,7 +144,8 @@ def _serve_foreground(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     state = read_state()
     if state is None:
-        print("flame-local is not running")
+        swept = sweep_stale()
+        print("flame-local is not running" + (f" ({swept})" if swept else ""))
         return 3
     import grpc
     from flamepy.proto import frontend_pb2, frontend_pb2_grpc
@@ -223,7 +173,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     state = read_state()
     if state is None:
-        print("flame-local is not running")
+        swept = sweep_stale()
+        print("flame-local is not running" + (f" ({swept})" if swept else ""))
         STATE_FILE.unlink(missing_ok=True)
         remove_own_flame_yaml()
         return 0

@@ -40,6 +40,8 @@ class RuntimeProcess:
     home: str
     log_path: str
     _proc: subprocess.Popen[bytes] | None = None
+    temp_home: bool = False  # the runtime created its home (a temp dir) and removes it
+    socket_dir: str = ""
 
     @classmethod
     def start(
@@ -103,6 +105,8 @@ class RuntimeProcess:
             home=info["home"],
             log_path=str(log_path),
             _proc=proc,
+            temp_home=bool(info.get("temp_home", home is None)),
+            socket_dir=str(info.get("socket_dir", "")),
         )
 
     def client_env(self) -> dict[str, str]:

@@ -163,6 +163,11 @@ class LocalRuntime:
         return {"FLAME_ENDPOINT": self.endpoint, "FLAME_CACHE_ENDPOINT": self.cache_endpoint}
 
     @property
+    def socket_dir(self) -> Path | None:
+        """The directory of the instance sockets (``/tmp/flk-*``), once started."""
+        return self._socket_dir
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "logs"
 
