@@ -78,6 +78,14 @@ def reset_connection() -> None:
         cache._context_cache = None
 
 
+def flight_client(endpoint: str) -> Any:
+    """The one Arrow Flight client per cache endpoint: flamepy's pooled client, with flamepy's
+    TLS settings (``~/.flame/flame.yaml`` or ``FLAME_CA_FILE``...)."""
+    from flamepy.core import cache
+
+    return cache._get_flight_client(endpoint, cache._get_cache_tls_config())
+
+
 def decode_cache_data(data: bytes) -> Any:
     """Decode an object-cache value in one of flamepy's own formats (Arrow tables, arrays)."""
     from flamepy.core.cache import _deserialize_object_data

@@ -15,24 +15,16 @@ from __future__ import annotations
 
 import io
 import pickle
-import threading
 from typing import Any
 
 _TYPE_CLOUDPICKLE = b"FLM\x00"
 _TYPE_NUMPY = b"FLM\x01"
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
 
 
 def _client(endpoint: str) -> Any:
-    import pyarrow.flight as flight
+    from flame_jupyter._flamepy import flight_client
 
-    location = endpoint.replace("grpcs://", "grpc+tls://")
-    with _clients_lock:
-        client = _clients.get(location)
-        if client is None:
-            client = _clients[location] = flight.FlightClient(location)
-        return client
+    return flight_client(endpoint)
 
 
 class _Kept:

@@ -168,7 +168,27 @@ def seam_violations(root: Path) -> list[str]:
     bad = []
     for mod, path in modules(root).items():
         tree = ast.parse(path.read_text(), str(path))
+        # names this module binds to flamepy/dill/cloudpickle modules or objects
+        foreign: dict[str, str] = {}
         for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    foreign[(a.asname or a.name).split(".")[0]] = a.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names:
+                    foreign[a.asname or a.name] = node.module.split(".")[0]
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                top = foreign.get(node.value.id)
+                if top == "flamepy" and mod not in FLAMEPY_SEAM:
+                    bad.append(f"{mod}:{node.lineno} uses flamepy's {node.value.id}.{node.attr}")
+                elif top in ("dill", "cloudpickle") and mod not in PICKLER_SEAMS:
+                    bad.append(f"{mod}:{node.lineno} uses {top}'s {node.value.id}.{node.attr}")
             if isinstance(node, ast.Attribute) and node.attr in FLAMEPY_PRIVATE and mod not in FLAMEPY_SEAM:
                 if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
                     bad.append(f"{mod}:{node.lineno} uses flamepy's .{node.attr}")
@@ -278,11 +298,12 @@ def test_the_seam_rule_fails_on_a_private_use(tmp_path: Path) -> None:
         {
             "flame_jupyter/x.py": "def f(svc):\n    return svc._session.id\n",
             "flame_jupyter/y.py": "from dill._dill import save_function\nfrom flamepy.core.client import _x\n",
+            "flame_jupyter/z.py": "from flamepy.core import cache\ndef f():\n    return cache._get_flight_client\n",
             "flame_jupyter/_flamepy.py": "def f(svc):\n    return svc._session\n",
         },
     )
     bad = seam_violations(root)
-    assert len(bad) == 3 and not any(b.startswith("flame_jupyter._flamepy") for b in bad), bad
+    assert len(bad) == 4 and not any(b.startswith("flame_jupyter._flamepy") for b in bad), bad
 
 
 def test_the_length_rule_fails_on_a_long_module(tmp_path: Path) -> None:

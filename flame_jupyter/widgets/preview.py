@@ -21,9 +21,10 @@ def probe_size(ref: Any, limit: int) -> int | None:
     """Bytes of the cached object if at most ``limit``; -1 if larger; None if it cannot be measured."""
     try:
         import pyarrow.flight as flight
-        from flamepy.core import cache as flame_cache
 
-        client = flame_cache._get_flight_client(ref.endpoint, flame_cache._get_cache_tls_config())
+        from flame_jupyter._flamepy import flight_client
+
+        client = flight_client(ref.endpoint)
         reader = client.do_get(flight.Ticket(f"{ref.key}:0".encode()))
     except Exception:  # noqa: BLE001 - unknown size: do not fetch
         return None
