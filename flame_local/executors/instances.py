@@ -20,7 +20,7 @@ import grpc
 from flamepy.proto import shim_pb2, shim_pb2_grpc, types_pb2
 
 from flame_local.executors import framed_shim
-from flame_local.executors.orphans import orphan_guard
+from flame_local.executors.orphans import end_family, family, orphan_guard, signal_family
 
 if TYPE_CHECKING:
     from flame_local.executors.warm import WarmPool
@@ -223,9 +223,11 @@ class InstanceProcess:
             time.sleep(0.01)
 
     def kill_group(self) -> None:
-        """SIGKILL the process group now (from another thread; the owner still reaps it)."""
+        """SIGKILL the process group and every descendant now (from another thread; the owner
+        still reaps it)."""
         if self.proc is not None and self.proc.returncode is None:
             self.ended_by_runtime = True
+            end_family(self.proc.pid)  # first: while the instance lives, it adopts their orphans
             _signal_group(self.proc.pid, signal.SIGKILL)
 
     def exit_description(self) -> str:
@@ -241,12 +243,17 @@ class InstanceProcess:
             self._framed.close()
         if self.proc is not None and self.proc.returncode is None:
             pid = self.proc.pid
+            # The instance is a subreaper: what its tasks started in other sessions (setsid,
+            # double fork) is below it now, and would be orphaned to init once it exits.
+            below = family({pid})
             _signal_group(pid, signal.SIGTERM)
+            signal_family(below, signal.SIGTERM)
             deadline = time.monotonic() + grace
             while not _exited_unreaped(pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
             # The leader is unreaped (a zombie at worst), so the group id cannot have been reused:
-            # SIGKILL whatever is left of the group, then reap.
+            # SIGKILL whatever is left of the group and of its family, then reap.
+            end_family(pid, below)
             _signal_group(pid, signal.SIGKILL)
             self.proc.wait(10)
         for path in (self.socket_path, self.framed_path):
