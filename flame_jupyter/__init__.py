@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what tools (type checkers, IDEs) see; at run time the names load lazily
     from flame_jupyter.capture import CaptureError, capture
+    from flame_jupyter.check import check
     from flame_jupyter.connection import connect, disconnect
     from flame_jupyter.errors import CancelledError, FlameJupyterError, RemoteError
     from flame_jupyter.futures import ObjectFuture, as_completed, get, ref, select, wait
@@ -43,6 +44,7 @@ _LAZY = {
     "connect": "flame_jupyter.connection",
     "disconnect": "flame_jupyter.connection",
     "capture": "flame_jupyter.capture",
+    "check": "flame_jupyter.check",
     "CaptureError": "flame_jupyter.capture",
     "RemoteError": "flame_jupyter.errors",
     "CancelledError": "flame_jupyter.errors",
@@ -63,6 +65,7 @@ __all__ = [
     "Service",
     "as_completed",
     "capture",
+    "check",
     "connect",
     "disconnect",
     "display",

@@ -91,3 +91,120 @@ def decode_cache_data(data: bytes) -> Any:
     from flamepy.core.cache import _deserialize_object_data
 
     return _deserialize_object_data(data)
+
+
+# -- owned sessions and cleanup (flame_jupyter.cleanup) ---------------------------------------------
+# flamepy's Runner.close closes every service, deletes every ``<app>/*`` cache object and
+# unregisters the app, but only when this Runner registered it, and stops at nothing: wrong for
+# two Runners sharing one app name, and it cannot name the sessions it opens. These functions
+# let flame_jupyter open sessions with ids of its own and do the cleanup itself.
+_next_session_id = threading.local()
+_owned_class: Any = None
+
+
+def _install_session_id_hook() -> None:
+    """flamepy's RunnerService names its session ``short_name(app)`` unless the execution object
+    carries a ``SessionContext`` (which shared objects such as the cell service cannot): while an
+    owned Runner opens a service, that name is the id it chose; everyone else is unaffected."""
+    from flamepy.runner import runner as fr
+
+    if getattr(fr.short_name, "_fj_hook", False):
+        return
+    original = fr.short_name
+
+    def short_name(prefix: str, length: int = 6) -> str:
+        chosen = getattr(_next_session_id, "value", None)
+        if chosen is not None:
+            _next_session_id.value = None
+            return chosen
+        return original(prefix, length)
+
+    short_name._fj_hook = True  # type: ignore[attr-defined]
+    fr.short_name = short_name
+
+
+def new_owned_runner(
+    name: str,
+    *,
+    dependencies: list[str] | None,
+    python_version: str | None,
+    session_id: Any,
+) -> Any:
+    """As :func:`new_runner`, but every service's session id is ``session_id()`` (a callable),
+    unless the served object names its own (``_session_context``)."""
+    global _owned_class
+    from flamepy.runner import Runner
+
+    _install_session_id_hook()
+    if _owned_class is None:
+
+        class OwnedRunner(Runner):  # type: ignore[misc]
+            _fj_session_id: Any = None
+
+            def service(self, execution_object: Any, *args: Any, **kwargs: Any) -> Any:
+                _next_session_id.value = self._fj_session_id()
+                try:
+                    svc = super().service(execution_object, *args, **kwargs)
+                finally:
+                    _next_session_id.value = None
+                self._fj_opened.append(svc._session.id)
+                return svc
+
+        _owned_class = OwnedRunner
+    with _empty_cwd():
+        runner = _owned_class(name, dependencies=dependencies, python_version=python_version)
+    runner._fj_session_id = session_id
+    runner._fj_opened = []
+    return runner
+
+
+def opened_sessions(runner: Any) -> list[str]:
+    """Every session an owned Runner opened (closed ones too: their objects stay until the end)."""
+    return list(getattr(runner, "_fj_opened", ()))
+
+
+def open_services(runner: Any) -> list[Any]:
+    """The flamepy services a flamepy Runner still holds (services and cell services)."""
+    return list(getattr(runner, "_services", ()))
+
+
+def registered_app(runner: Any) -> bool:
+    """True when this flamepy Runner registered its application (it did not exist before)."""
+    return bool(getattr(runner, "_app_registered", False))
+
+
+def disown(runner: Any) -> None:
+    """Make flamepy's own ``Runner.close`` a no-op: flame_jupyter cleaned up instead."""
+    runner._services = []
+    runner._app_registered = False
+    runner._started = False
+
+
+def delete_package(name: str) -> None:
+    """Delete the package flamepy's Runner uploaded for application ``name`` (``<name>.tar.gz``
+    in the configured storage: the object cache, or ``package.storage``)."""
+    from flamepy.core.types import FlameContext
+    from flamepy.runner.storage import create_storage_backend
+
+    ctx = FlameContext()
+    storage = ctx.package.storage if ctx.package else None
+    create_storage_backend(storage, app_name=name).delete(f"{name}.tar.gz")
+
+
+def failure_text(session: Any, task_id: str | None) -> str | None:
+    """The message of a failed task's last failure event, read with GetTask.
+
+    Flame v0.6.0's WatchTask sends the task without its events (``Controller::watch_task``), so
+    flamepy's future reports "Task failed without error message"; GetTask attaches them.
+    None when the task, its failure event or the runtime cannot be reached.
+    """
+    if session is None or not task_id:
+        return None
+    try:
+        task = session.get_task(task_id)
+    except Exception:  # noqa: BLE001 - no better text than flamepy's then
+        return None
+    for event in reversed(task.events or []):
+        if int(event.code) == 3 and event.message:  # 3: TaskState.FAILED, Flame's failure event
+            return str(event.message)
+    return None

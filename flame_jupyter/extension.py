@@ -1,14 +1,18 @@
 """``%load_ext flame_jupyter`` / ``%unload_ext flame_jupyter``.
 
-Loading registers the magics, connects (a configured cluster, else the embedded runtime) and
-prints one line saying which. Loading twice is harmless. Unloading, and the kernel's exit, close
-what the extension opened: the kernel's services, its Flame application and, if it started one,
-the embedded runtime (which also dies with the kernel process if the kernel is killed).
+Loading registers the magics, connects (a configured cluster, else the embedded runtime),
+prints one line saying which, and closes what dead kernels on this host left open on Flame
+(:func:`flame_jupyter.cleanup.cleanup_leftovers`). Loading twice is harmless. Unloading, and the
+kernel's restart and exit, cancel the kernel's calls and close what the extension opened: its
+sessions, its cached objects, its Flame application (unless another kernel uses it) and, if it
+started one, the embedded runtime (which also dies with the kernel if the kernel is killed);
+what could not be closed is printed.
 """
 
 from __future__ import annotations
 
 import atexit
+import sys
 from typing import Any
 
 _state: dict[str, Any] = {}
@@ -39,6 +43,17 @@ def load(ipython: Any) -> None:
         )
         return
     print(f"flame_jupyter: {conn}")
+    _close_leftovers()
+
+
+def _close_leftovers() -> None:
+    """Close what kernels on this host that died (killed, crashed) left open on Flame."""
+    from flame_jupyter.cleanup import cleanup_leftovers
+
+    try:
+        cleanup_leftovers(quiet=True)
+    except Exception as e:  # noqa: BLE001 - loading must not fail for it
+        print(f"flame_jupyter: could not look for sessions left by dead kernels: {e}", file=sys.stderr)
 
 
 def unload(ipython: Any) -> None:
@@ -47,7 +62,7 @@ def unload(ipython: Any) -> None:
     if magics is None:
         return
     try:
-        magics.close_all()
+        magics._close_all_reporting()
     finally:
         from flame_jupyter import connection
 
@@ -68,5 +83,5 @@ def _shutdown() -> None:
     if magics is not None:
         try:
             magics.close_all()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        except Exception as e:  # noqa: BLE001 - interpreter shutdown: say it, never raise
+            print(f"flame_jupyter: at kernel exit: {e}", file=sys.stderr)

@@ -107,13 +107,25 @@ class FlameMagics(Magics):
             return self._runner
 
     def close_all(self) -> None:
-        """Close every service and the kernel's application (unload, shutdown)."""
+        """Cancel the kernel's calls, close its services and sessions, delete its cached
+        objects and its application (unload, restart, exit). Raises
+        :class:`~flame_jupyter.cleanup.CleanupError` listing what could not be closed (the
+        Runner stays registered for the exit-time retry)."""
         with self._lock:
             runner, self._runner = self._runner, None
             self._cells.clear()
             self.services.clear()
         if runner is not None:
             runner.close()
+
+    def _close_all_reporting(self) -> None:
+        """:meth:`close_all`, printing what could not be closed instead of raising."""
+        from flame_jupyter.cleanup import CleanupError
+
+        try:
+            self.close_all()
+        except CleanupError as e:
+            print(e, file=sys.stderr)
 
     def _cell_service(self, session: str | None, res: Any) -> Any:
         """One cell service per (session, resources): cells asking for other resources get
@@ -434,8 +446,13 @@ class FlameMagics(Magics):
         "action",
         nargs="?",
         default="status",
-        choices=["status", "connect", "start", "stop", "panel", "disconnect"],
+        choices=["status", "connect", "start", "stop", "panel", "disconnect", "check", "cleanup"],
         help="What to do (default: status).",
+    )
+    @argument(
+        "--dry-run",
+        action="store_true",
+        help="cleanup: only list what dead kernels left on Flame, close nothing",
     )
     @argument("--endpoint", default=None, help="connect: the cluster's frontend, e.g. http://flame:8080")
     @argument("--cache", default=None, help="connect: the cluster's object cache, e.g. grpc://flame:9090")
@@ -462,12 +479,21 @@ class FlameMagics(Magics):
         In [3]: %flame start --max-instances 4   # the embedded runtime
         In [4]: %flame stop                  # close services, stop the embedded runtime
         In [5]: %flame panel                 # the live status panel
+        In [6]: %flame check                 # can the executors run this notebook's code?
+        In [7]: %flame cleanup --dry-run     # what dead kernels left on Flame (then: %flame cleanup)
         """
         args = parse_argstring(self.flame_line, line)
         from flame_jupyter import connection
 
         if args.action == "status":
             return self._status()
+        if args.action == "check":
+            return self._check()
+        if args.action == "cleanup":
+            from flame_jupyter.cleanup import cleanup_leftovers
+
+            cleanup_leftovers(dry_run=args.dry_run)
+            return None
         if args.action == "panel":
             from flame_jupyter.status_panel import panel
 
@@ -488,7 +514,7 @@ class FlameMagics(Magics):
                     connection.check_endpoint(args.endpoint)
                 except FlameJupyterError as e:
                     raise UsageError(str(e)) from None
-            self.close_all()
+            self._close_all_reporting()
             try:
                 conn = connection.connect(
                     args.endpoint,
@@ -501,7 +527,7 @@ class FlameMagics(Magics):
             print(f"flame_jupyter: connected to {conn}")
             return None
         if args.action in ("stop", "disconnect"):
-            self.close_all()
+            self._close_all_reporting()
             connection.disconnect()
             print(
                 "flame_jupyter: disconnected"
@@ -509,6 +535,15 @@ class FlameMagics(Magics):
             )
             return None
         raise UsageError(f"unknown action {args.action!r}")
+
+    def _check(self) -> None:
+        from flame_jupyter.check import check
+
+        try:
+            report = check(runner=self.runner, namespace=self.shell.user_ns if self.shell else None)
+        except FlameJupyterError as e:
+            raise UsageError(f"%flame check: the probe task did not run: {e}") from None
+        print(report)
 
     def _status(self) -> None:
         from flame_jupyter import connection

@@ -19,21 +19,26 @@ return :class:`~flame_jupyter.futures.ObjectFuture` (state, output, progress, ca
 from __future__ import annotations
 
 import asyncio
+import atexit
 import getpass
 import os
 import re
+import sys
 import threading
 import uuid
+import weakref
 from typing import Any
 
-from flame_jupyter import _flamepy
+from flame_jupyter import _flamepy, cleanup, identity
 from flame_jupyter import futures as _futures
 from flame_jupyter.calls import CallChannel
 from flame_jupyter.capture import Captured, Capturer, FlameObjectStore
 from flame_jupyter.connection import ensure_connected
 from flame_jupyter.errors import FlameJupyterError, explain
+from flame_jupyter.failure_events import decoder as failure_decoder
 from flame_jupyter.future_state import FutureState
 from flame_jupyter.futures import ObjectFuture
+from flame_jupyter.maps import MapFuture, start_map
 from flame_jupyter.registry import ServiceInfo, registry
 from flame_jupyter.remote import cheap_digest
 from flame_jupyter.tracker import tracker
@@ -91,17 +96,26 @@ class Runner:
         conn = ensure_connected()
         self.name = name or default_app_name()
         self.cache_endpoint = conn.cache_endpoint
+        # This Runner's own name part: its sessions are <app>-<key>-<n>, its shared objects live
+        # under <app>/<key>; so it cleans exactly what it made (another Runner may share the app).
+        self._key = identity.new_runner_key()
+        self._shared_prefix = f"{self.name}/{self._key}"
         try:
-            self._runner = _flamepy.new_runner(
-                self.name, dependencies=dependencies, python_version=python_version
+            self._runner = _flamepy.new_owned_runner(
+                self.name,
+                dependencies=dependencies,
+                python_version=python_version,
+                session_id=lambda: identity.new_session_id(self.name, self._key),
             )
         except Exception as e:
             raise flame_error(f"cannot set up Flame application {self.name!r}", e) from None
-        self.capturer = capturer or Capturer(store=FlameObjectStore(key_prefix=f"{self.name}/shared"))
+        self.capturer = capturer or Capturer(store=FlameObjectStore(key_prefix=self._shared_prefix))
         self.services: list[Service] = []
         self._closed = False
         self._offloaded: dict[str, Any] = {}
         self._offload_lock = threading.Lock()
+        _open_runners.add(self)
+        _close_before_threads_join()
 
     def service(
         self,
@@ -151,7 +165,7 @@ class Runner:
                 if ref is None:
                     from flamepy.core import put_object
 
-                    ref = put_object(f"{self.name}/shared", value)
+                    ref = put_object(self._shared_prefix, value)
                     self._offloaded[digest] = ref
             return ref
 
@@ -169,14 +183,41 @@ class Runner:
         """True once :meth:`close` ran."""
         return self._closed
 
-    def close(self) -> None:
-        """Close every service, unregister the application, remove its cached objects."""
+    def close(self, timeout: float = cleanup.CLOSE_TIMEOUT) -> None:
+        """Cancel this Runner's running and queued calls, close its sessions (waiting up to
+        ``timeout`` s in all for the calls to end), delete its cached objects, and unregister
+        the application unless another Runner (another kernel) still has a session of it open.
+
+        Raises :class:`~flame_jupyter.cleanup.CleanupError` listing what could not be closed;
+        the Runner then stays open and ``close()`` again retries the rest.
+        """
         if self._closed:
             return
+        fps = _flamepy.open_services(self._runner)
+        ids = {_flamepy.session_of(fp).id: fp for fp in fps}
+        report = cleanup.close_owned(
+            self.name,
+            list(ids),
+            futures=[f for f in registry.live_futures() if f.session_id in ids],
+            objects_of=_flamepy.opened_sessions(self._runner),
+            shared_prefix=self._shared_prefix,
+            release=True,
+            timeout=timeout,
+        )
+        failed = set(report.failed_sessions)
+        for sid, fp in ids.items():
+            if sid not in failed:
+                registry.close_service(sid)
+                for svc in self.services:
+                    if svc._fp is fp:
+                        svc.closed = True
+                forget(self, fp)
+        if report.failed_sessions:
+            report.raise_if_failed()
         self._closed = True
-        for svc in self.services:
-            registry.close_service(svc.session_id)
-        self._runner.close()
+        _flamepy.disown(self._runner)  # flamepy's own close would delete other Runners' objects
+        _open_runners.discard(self)
+        report.raise_if_failed()
 
     def __enter__(self) -> Runner:
         return self
@@ -220,7 +261,28 @@ class Service:
             return self.submit(method, args, kwargs)
 
         call.__name__ = method
+        call.map = lambda *its, **kw: self._map(method, its, **kw)  # type: ignore[attr-defined]
+        call.starmap = lambda it, **kw: self._map(method, (it,), star=True, **kw)  # type: ignore[attr-defined]
         return call
+
+    def map(self, *iterables: Any, **kwargs: Any) -> MapFuture:
+        """Call the function on every item (``zip(*iterables)``): one group future, results in
+        order. ``chunksize=None`` (automatic), ``ordered=True``, ``return_exceptions=False``;
+        a method's form is ``svc.method.map(...)``. See :mod:`flame_jupyter.maps`."""
+        return self._map(None, iterables, **kwargs)
+
+    def starmap(self, iterable: Any, **kwargs: Any) -> MapFuture:
+        """As :meth:`map`, each item a tuple of arguments (``svc.method.starmap`` for methods)."""
+        return self._map(None, (iterable,), star=True, **kwargs)
+
+    def _map(self, method: str | None, iterables: tuple[Any, ...], **kwargs: Any) -> MapFuture:
+        if method is None and self.kind in ("class", "instance"):
+            raise TypeError(
+                f"service {self.name!r} serves a {self.kind}; map one of its methods: svc.<method>.map(...)"
+            )
+        if self.closed:
+            raise FlameJupyterError(f"service {self.name!r} is closed")
+        return start_map(self, method, iterables, **kwargs)
 
     def __dir__(self) -> list[str]:
         return [*super().__dir__(), *self.methods]
@@ -246,16 +308,22 @@ class Service:
             action=f"cannot submit a call to {self.name!r}",
         )
 
-    def close(self) -> None:
-        """Close the service's session (pending calls are cancelled by Flame)."""
+    def close(self, timeout: float = cleanup.CLOSE_TIMEOUT) -> None:
+        """Cancel the service's running and queued calls and close its session (waiting up to
+        ``timeout`` s for the calls to end). Its finished results stay fetchable until the
+        Runner closes. Raises :class:`~flame_jupyter.cleanup.CleanupError` if the session
+        could not be closed; the service then stays open and ``close()`` again retries."""
         if self.closed:
             return
+        report = cleanup.close_owned(
+            self.app,
+            [self.session_id],
+            futures=[f for f in registry.live_futures() if f.session_id == self.session_id],
+            timeout=timeout,
+        )
+        report.raise_if_failed()
         self.closed = True
         registry.close_service(self.session_id)
-        try:
-            self._fp.close()
-        except Exception as e:
-            raise flame_error(f"cannot close service {self.name!r}", e) from None
         forget(self._runner, self._fp)
 
     def __repr__(self) -> str:
@@ -288,6 +356,7 @@ def launch(
         app=runner.name,
         session_id=session_id,
         state=FutureState(call=channel),
+        decode=failure_decoder(_flamepy.session_of(flamepy_service), _flamepy.task_id_of(inner)),
     )
     registry.add_future(fut)
     tracker.track(fut, _flamepy.session_of(flamepy_service))
@@ -298,6 +367,37 @@ def forget(runner: Runner, flamepy_service: Any) -> None:
     """Drop a closed service from the Runner's books (and flamepy's)."""
     _flamepy.forget_service(runner._runner, flamepy_service)
     runner.services = [s for s in runner.services if getattr(s, "_fp", None) is not flamepy_service]
+
+
+_open_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+_exit_hook = False
+
+
+def _close_before_threads_join() -> None:
+    """Close open Runners when the main thread ends, before Python joins the other threads:
+    flamepy's watch threads wait for their tasks, so a cleanup left to ``atexit`` would wait
+    for running calls (forever, for a loop) instead of cancelling them (kernel restart/exit,
+    Ctrl-C in a script). Registered after flamepy's thread pool, so it runs before its join."""
+    global _exit_hook
+    if _exit_hook:
+        return
+    _exit_hook = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_close_open_runners)
+        except RuntimeError:  # already shutting down: atexit below still runs
+            pass
+
+
+@atexit.register
+def _close_open_runners() -> None:
+    """Interpreter exit (a script's end, Ctrl-C): close every Runner still open, say what failed."""
+    for runner in list(_open_runners):
+        try:
+            runner.close()
+        except Exception as e:  # noqa: BLE001 - interpreter shutdown: report, never raise
+            print(f"flame_jupyter: at exit, Runner {runner.name!r}: {e}", file=sys.stderr)
 
 
 class AsyncRunner:
