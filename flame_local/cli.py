@@ -55,7 +55,7 @@ def _start_background(args: argparse.Namespace) -> int:
     try:
         rp = RuntimeProcess.start(
             home=args.home, max_instances=args.max_instances, port=args.port, cache_port=args.cache_port,
-            die_with_parent=False,
+            die_with_parent=False, cache_budget=args.cache_budget,
         )  # fmt: skip
     except RuntimeStartError as e:
         print(f"flame-local: {e}", file=sys.stderr)
@@ -90,11 +90,13 @@ def _protos_only_flamepy() -> None:
 def _serve_foreground(args: argparse.Namespace) -> int:
     _protos_only_flamepy()
     from flame_local.runtime import LocalRuntime
-    from flame_local.settings import RuntimeSettings
+    from flame_local.settings import RuntimeSettings, parse_size
 
     settings = RuntimeSettings(port=args.port, cache_port=args.cache_port, home=args.home)
     if args.max_instances:
         settings.max_instances = args.max_instances
+    if args.cache_budget:
+        settings.cache_budget = parse_size(args.cache_budget)
     # Signal handlers run between bytecodes of the main thread, possibly inside a lock it holds:
     # they only set flags (never Event.set, which takes a lock), and the loop below polls them.
     flags = {"done": False, "orphaned": False}
@@ -207,11 +209,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
     from flame_local.runtime import LocalRuntime
-    from flame_local.settings import RuntimeSettings
+    from flame_local.settings import RuntimeSettings, parse_size
 
     settings = RuntimeSettings(home=args.home)
     if args.max_instances:
         settings.max_instances = args.max_instances
+    if args.cache_budget:
+        settings.cache_budget = parse_size(args.cache_budget)
     with LocalRuntime(settings) as rt:
         env = dict(os.environ, **rt.client_env())
         env.pop("FLAME_CACHE_STORAGE", None)
@@ -237,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--home", default=None, help="runtime home (logs, packages); default: a temp dir")
         sp.add_argument(
             "--max-instances", type=int, default=None, help="concurrent instances (default: cores)"
+        )
+        sp.add_argument(
+            "--cache-budget",
+            default=None,
+            help="object cache bytes in memory, e.g. 2G; beyond it objects spill to disk "
+            "(default: $FLAME_LOCAL_CACHE_BUDGET, else a quarter of RAM, at most 4G)",
         )
 
     s = sub.add_parser("start", help="start the runtime (in the background unless --foreground)")

@@ -54,6 +54,7 @@ class RuntimeProcess:
         die_with_parent: bool = True,
         timeout: float = 60.0,
         python: str | None = None,
+        cache_budget: str | None = None,
     ) -> RuntimeProcess:
         """Start ``python -m flame_local.cli start --foreground`` and wait until it serves."""
         state_dir = Path(tempfile.mkdtemp(prefix="flame-local-ready-"))
@@ -73,6 +74,8 @@ class RuntimeProcess:
             argv += ["--home", str(home)]
         if max_instances is not None:
             argv += ["--max-instances", str(max_instances)]
+        if cache_budget is not None:
+            argv += ["--cache-budget", str(cache_budget)]
         if die_with_parent:  # SIGHUP when the parent dies: stop at once, remove the log dir
             argv.append("--owned")
         if die_with_parent and _SETPRIV:
@@ -156,6 +159,18 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def steady_malloc(threshold: int = 256 << 10) -> None:
+    """Fix glibc's mmap threshold: blocks above it (cache payloads arrive in gRPC's malloc'd
+    buffers) are mapped and unmapped on their own, so memory the cache spills or deletes goes back
+    to the system (glibc otherwise raises the threshold and keeps freed payloads in its heap)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def remove_state_dir(log_path: str) -> None:

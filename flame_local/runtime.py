@@ -28,7 +28,7 @@ from flamepy.proto import frontend_pb2_grpc
 from flame_local.cache.server import CacheServer
 from flame_local.cache.store import CacheStore
 from flame_local.executors.manager import ExecutorManager
-from flame_local.process import raise_fd_limit
+from flame_local.process import raise_fd_limit, steady_malloc
 from flame_local.servers.frontend import FrontendService
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Store
@@ -62,7 +62,12 @@ class LocalRuntime:
         self._socket_dir: Path | None = None
         self._server: grpc.Server | None = None
         self._cache: CacheServer | None = None
-        self.cache_store = CacheStore()
+        self.cache_store = CacheStore(
+            budget=settings.cache_budget,
+            spill_dir=self.home / "cache",
+            disk_budget=settings.cache_disk_budget,
+            max_object=settings.cache_max_object,
+        )
         self.store: Store | None = None
         self.manager: ExecutorManager | None = None
         self.endpoint = ""
@@ -77,6 +82,7 @@ class LocalRuntime:
             return self
         s = self.settings
         raise_fd_limit()
+        steady_malloc()
         try:
             cache_check = frontend_check = None
             if not s.allow_other_users:
@@ -146,6 +152,7 @@ class LocalRuntime:
             self._server.stop(grace=1.0).wait(5.0)
         if self._cache is not None:
             self._cache.stop()
+        self.cache_store.clear()  # and its spill files
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._temp_home:

@@ -7,6 +7,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def parse_size(text: str | int) -> int:
+    """``"200M"``, ``"4G"``, ``"512KiB"`` or a byte count -> bytes."""
+    if isinstance(text, int):
+        return text
+    raw = text.strip().upper().removesuffix("IB").removesuffix("B")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    factor = units.get(raw[-1:], 1)
+    number = raw[:-1] if raw[-1:] in units else raw
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 200M or 4G)") from None
+    if value < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return value
+
+
+def _default_cache_budget() -> int:
+    """FLAME_LOCAL_CACHE_BUDGET, else a quarter of the machine's memory, at most 4 GiB."""
+    env = os.environ.get("FLAME_LOCAL_CACHE_BUDGET")
+    if env:
+        return parse_size(env)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
+        ram = 16 << 30
+    return min(ram // 4, 4 << 30)
+
+
+def _env_size(name: str, default: int) -> int:
+    env = os.environ.get(name)
+    return parse_size(env) if env else default
+
+
 def _default_max_instances() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -36,6 +70,15 @@ class RuntimeSettings:
     max_closed_sessions: int = 1000  # closed sessions kept for GetSession/ListSession
     grpc_workers: int = 256  # server threads; WatchTask streams each hold one while they wait
     shutdown_grace: float = 10.0  # seconds running tasks get to finish on stop()
+    # object cache: bytes kept in memory (LRU objects beyond it spill to <home>/cache), bytes of
+    # spill files, and the largest single object (see docs/runtime.md, "Object cache budget")
+    cache_budget: int = field(default_factory=_default_cache_budget)
+    cache_disk_budget: int = field(
+        default_factory=lambda: _env_size("FLAME_LOCAL_CACHE_DISK_BUDGET", 16 << 30)
+    )
+    cache_max_object: int = field(
+        default_factory=lambda: _env_size("FLAME_LOCAL_CACHE_MAX_OBJECT", 512 << 20)
+    )
     handshake_timeout: float = 10.0  # seconds a new TCP connection gets to speak HTTP/2 (Frontend)
     connection_idle_timeout: float = 600.0  # seconds a connection without calls is kept (Frontend)
     keepalive_interval: float = 60.0  # seconds between server pings of an idle connection (Frontend)
@@ -53,6 +96,8 @@ class RuntimeSettings:
             raise ValueError("max_instances must be at least 1")
         if self.home is not None:
             self.home = Path(self.home)
+        for name in ("cache_budget", "cache_disk_budget", "cache_max_object"):
+            setattr(self, name, parse_size(getattr(self, name)))
 
     def grpc_server_options(self) -> list[tuple[str, int]]:
         """Frontend server options: connections that never handshake, sit idle or stop answering

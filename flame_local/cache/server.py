@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import socket
 import threading
 import time
@@ -34,9 +33,11 @@ import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_local.cache.keys import parse_ticket
 from flame_local.cache.store import (
     CACHE_FORMAT_ARROW_TABLE,
     CACHE_FORMAT_METADATA_KEY,
+    CacheFullError,
     CacheKeyError,
     CacheStateError,
     CacheStore,
@@ -62,8 +63,6 @@ RESPONSE_SCHEMA = pa.schema(
 )
 PATCH_COMMAND_PREFIX = b"PATCH:"
 DELETE_ACTION = "DELETE"
-_U64_MAX = 2**64 - 1
-_DIGITS = re.compile(r"\+?[0-9]+")
 _MAX_BINARY_ROW = 2**31 - 1
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,6 +77,8 @@ def _flight_error(exc: Exception) -> flight.FlightError:
         return exc
     if isinstance(exc, ObjectNotFoundError):
         return flight.FlightServerError(str(exc), extra_info=b"NOT_FOUND")
+    if isinstance(exc, CacheFullError):
+        return flight.FlightServerError(str(exc), extra_info=b"RESOURCE_EXHAUSTED")
     if isinstance(exc, (CacheKeyError, CacheStateError)):
         return flight.FlightServerError(str(exc), extra_info=b"INVALID_ARGUMENT")
     if isinstance(exc, _Internal):
@@ -98,25 +99,6 @@ def _rpc(method: F) -> F:
             raise _flight_error(exc) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def parse_ticket(ticket: bytes) -> tuple[str, int]:
-    """Split a DoGet ticket ``<key>[:<client_version>]`` (Flame's parsing and messages)."""
-    try:
-        text = ticket.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CacheKeyError(f"Invalid ticket: {exc}") from None
-    key, sep, raw = text.partition(":")
-    if not sep:
-        return key, 0
-    if not raw:
-        raise CacheKeyError("Invalid version: cannot parse integer from empty string")
-    if not _DIGITS.fullmatch(raw):
-        raise CacheKeyError("Invalid version: invalid digit found in string")
-    version = int(raw)
-    if version > _U64_MAX:
-        raise CacheKeyError("Invalid version: number too large to fit in target type")
-    return key, version
 
 
 def _binary_rows(column: pa.Array) -> list[pa.Buffer]:
@@ -174,8 +156,11 @@ def _patch_row(delta: Delta) -> pa.RecordBatch:
     return _response_row(delta.version, "patch", delta.data)
 
 
-def _read_batches(reader: flight.MetadataRecordBatchReader) -> list[pa.RecordBatch]:
-    batches = []
+def _read_batches(
+    reader: flight.MetadataRecordBatchReader, check_size: Callable[[int], None]
+) -> list[pa.RecordBatch]:
+    """Every batch of a DoPut; ``check_size(bytes so far)`` refuses an oversized one early."""
+    batches, size = [], 0
     while True:
         try:
             chunk = reader.read_chunk()
@@ -183,6 +168,8 @@ def _read_batches(reader: flight.MetadataRecordBatchReader) -> list[pa.RecordBat
             return batches
         if chunk.data is not None:
             batches.append(chunk.data)
+            size += chunk.data.nbytes
+            check_size(size)
 
 
 class _PutTarget:
@@ -318,7 +305,7 @@ class CacheServer(flight.FlightServerBase):
         writer: flight.FlightMetadataWriter,
     ) -> None:
         target = _PutTarget(descriptor)
-        batches = _read_batches(reader)
+        batches = _read_batches(reader, self.store.check_object_size)
         if not batches:
             raise CacheStateError("No data received")
         key = target.require_key()

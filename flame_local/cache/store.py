@@ -1,7 +1,8 @@
 """Thread-safe in-memory object store behind the Flight object cache.
 
-It mirrors Flame v0.6.0's ``object_cache`` (``object_cache/src/cache.rs``) with no persistence
-and no eviction:
+It mirrors Flame v0.6.0's ``object_cache`` (``object_cache/src/cache.rs``, no persistence
+across restarts) and its LRU eviction under a byte budget (``eviction.rs``), spilling to disk as
+Flame does with a disk storage:
 
 * keys are ``<app>/<session>/<object_id>``; ``<app>/<session>`` is a prefix (puts generate a
   uuid4 object id) and ``<app>/*`` matches every session of an app (delete only);
@@ -11,19 +12,31 @@ and no eviction:
   ``current = max(base, deltas)`` and drops the deltas; patch appends a delta at ``current + 1``;
   a deleted key starts again at 1.
 
-Payloads stay as the ``pyarrow.Buffer``/``pyarrow.Table`` objects handed in (no copies); objects
-are immutable snapshots, so readers never block writers for longer than a dict lookup.
+Payloads are the pyarrow objects handed in (no copies); budget rules: docs/runtime.md.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pyarrow as pa
+
+from flame_local.cache.keys import (
+    WILDCARD_SESSION,
+    CacheError,
+    CacheFullError,
+    CacheKeyError,
+    CacheStateError,
+    ObjectKey,
+    ObjectNotFoundError,
+    human_size,
+)
+from flame_local.cache.spill import SpillDir, SpilledObject
 
 __all__ = [
     "CACHE_FORMAT_ARROW_TABLE",
@@ -32,6 +45,7 @@ __all__ = [
     "WILDCARD_SESSION",
     "BufferLike",
     "CacheError",
+    "CacheFullError",
     "CacheKeyError",
     "CacheStateError",
     "CacheStats",
@@ -47,92 +61,11 @@ __all__ = [
     "plan_reply",
 ]
 
-WILDCARD_SESSION = "*"
 CACHE_FORMAT_METADATA_KEY = b"flame.cache.format"
 CACHE_VERSION_METADATA_KEY = b"flame.cache.version"
 CACHE_FORMAT_ARROW_TABLE = b"arrow-table-v1"
 
 BufferLike = pa.Buffer | bytes | bytearray | memoryview
-
-
-class CacheError(Exception):
-    """Base class of object-store errors; ``str()`` is the message sent to clients."""
-
-
-class CacheKeyError(CacheError, ValueError):
-    """A malformed key, prefix or pattern (Flame: ``InvalidConfig`` -> INVALID_ARGUMENT)."""
-
-
-class CacheStateError(CacheError, ValueError):
-    """A request that does not fit the stored object (Flame: ``InvalidState``)."""
-
-
-class ObjectNotFoundError(CacheError, LookupError):
-    """No object under the key (Flame: ``NotFound``)."""
-
-
-@dataclass(frozen=True)
-class ObjectKey:
-    """A parsed ``<app>/<session>[/<object_id>]`` key; ``session == "*"`` means all sessions."""
-
-    app: str
-    session: str
-    object_id: str | None = None
-
-    @classmethod
-    def parse(cls, path: str) -> ObjectKey:
-        """Parse a prefix, full key or ``<app>/*`` pattern (Flame's ``ObjectKey::from_path``)."""
-        parts = path.split("/")
-        for index, part in enumerate(parts):
-            _check_component(part)
-            if part == WILDCARD_SESSION and index != 1:
-                raise CacheKeyError("Wildcard '*' only allowed for session_id")
-        if len(parts) == 2:
-            return cls(parts[0], parts[1])
-        if len(parts) == 3:
-            if parts[1] == WILDCARD_SESSION:
-                raise CacheKeyError("Wildcard session '*' cannot have object_id")
-            return cls(parts[0], parts[1], parts[2])
-        raise CacheKeyError(f"Invalid path '{path}': expected '<app>/<ssn>' or '<app>/<ssn>/<uuid>'")
-
-    @classmethod
-    def parse_key(cls, key: str) -> ObjectKey:
-        """Parse a full ``<app>/<session>/<object_id>`` key."""
-        if key.count("/") != 2:
-            raise CacheKeyError(f"Invalid key '{key}': expected '<app>/<ssn>/<uuid>'")
-        return cls.parse(key)
-
-    @property
-    def is_all_sessions(self) -> bool:
-        return self.session == WILDCARD_SESSION
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.app}/{self.session}"
-
-    @property
-    def key(self) -> str | None:
-        """The full key, or None for a prefix or pattern."""
-        return None if self.object_id is None else f"{self.prefix}/{self.object_id}"
-
-    def with_generated_id(self) -> ObjectKey:
-        return replace(self, object_id=str(uuid.uuid4()))
-
-    def matches(self, key: str) -> bool:
-        """True if the full key ``key`` is selected by this key, prefix or pattern."""
-        if self.is_all_sessions:
-            return key.startswith(f"{self.app}/")
-        if self.object_id is not None:
-            return key == self.key
-        return key.startswith(f"{self.prefix}/")
-
-    def __str__(self) -> str:
-        return self.key or self.prefix
-
-
-def _check_component(part: str) -> None:
-    if not part or ".." in part or "\\" in part:
-        raise CacheKeyError(f"Invalid key component: '{part}'")
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,6 +134,8 @@ class ObjectInfo:
 class CacheStats:
     objects: int
     bytes: int
+    memory_bytes: int = 0
+    spilled_bytes: int = 0
 
 
 class ReplyKind(enum.Enum):
@@ -251,17 +186,34 @@ def _versioned_table(table: pa.Table, version: int) -> pa.Table:
 
 
 class CacheStore:
-    """In-memory, thread-safe object store with Flame's key and version semantics."""
+    """Thread-safe object store with Flame's key and version semantics.
 
-    def __init__(self) -> None:
+    With a ``budget`` (bytes) and a ``spill_dir``, objects beyond the budget are moved to files
+    there, least recently used first (Flame's LRU eviction with a disk storage); a write that
+    would need more than ``disk_budget`` bytes of files is refused (:class:`CacheFullError`), as
+    is an object over ``max_object`` bytes. Without a budget nothing is ever moved.
+    """
+
+    def __init__(
+        self,
+        budget: int | None = None,
+        spill_dir: Path | None = None,
+        disk_budget: int = 16 << 30,
+        max_object: int | None = None,
+    ) -> None:
         self._lock = threading.Lock()
-        self._objects: dict[str, CachedObject] = {}
+        self._objects: dict[str, CachedObject | SpilledObject] = {}
+        self._lru: OrderedDict[str, None] = OrderedDict()  # keys in memory, least recent first
+        self._memory = 0
+        self.budget = budget
+        self.max_object = max_object
+        self._spill = SpillDir(spill_dir, disk_budget) if spill_dir is not None else None
 
     # -- writes ---------------------------------------------------------------------------
     def put(self, key_or_prefix: str, data: BufferLike) -> ObjectInfo:
         """Store opaque bytes under a full key (replace) or a prefix (new uuid4 key)."""
         buf = _as_buffer(data)
-        return self._put(key_or_prefix, lambda key, version: CachedObject(key, version, data=buf))
+        return self._put(key_or_prefix, buf.size, lambda key, version: CachedObject(key, version, data=buf))
 
     def put_table(
         self, key_or_prefix: str, table: pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema | None = None
@@ -274,19 +226,21 @@ class CacheStore:
         def build(key: str, version: int) -> CachedObject:
             return CachedObject(key, version, table=_versioned_table(native, version))
 
-        return self._put(key_or_prefix, build)
+        return self._put(key_or_prefix, native.nbytes, build)
 
-    def _put(self, key_or_prefix: str, build: Callable[[str, int], CachedObject]) -> ObjectInfo:
+    def _put(self, key_or_prefix: str, size: int, build: Callable[[str, int], CachedObject]) -> ObjectInfo:
         parsed = ObjectKey.parse(key_or_prefix)
         if parsed.is_all_sessions:
             raise CacheKeyError("Wildcard session '*' is not allowed for put")
+        self.check_object_size(size)
         if parsed.object_id is None:
             parsed = parsed.with_generated_id()
         key = str(parsed)
         with self._lock:
             old = self._objects.get(key)
+            self._make_room(size)
             obj = build(key, (old.current_version if old else 0) + 1)
-            self._objects[key] = obj
+            self._replace(key, obj)
         return obj.info()
 
     def patch(self, key: str, data: BufferLike) -> ObjectInfo:
@@ -297,8 +251,11 @@ class CacheStore:
             old = self._objects.get(name)
             if old is None:
                 raise ObjectNotFoundError(f"object <{name}> not found for patch")
-            obj = replace(old, deltas=(*old.deltas, Delta(old.current_version + 1, buf)))
-            self._objects[name] = obj
+            self.check_object_size(old.size + buf.size)
+            self._make_room(buf.size + (old.size if isinstance(old, SpilledObject) else 0))
+            base = self._load(old) if isinstance(old, SpilledObject) else old
+            obj = replace(base, deltas=(*base.deltas, Delta(base.current_version + 1, buf)))
+            self._replace(name, obj)
         return obj.info()
 
     def delete(self, pattern: str) -> int:
@@ -307,15 +264,78 @@ class CacheStore:
         with self._lock:
             doomed = [k for k in self._objects if parsed.matches(k)]
             for k in doomed:
-                del self._objects[k]
+                self._drop(k)
         return len(doomed)
 
     def clear(self) -> int:
-        """Drop every object; returns how many there were."""
+        """Drop every object (and every spill file); returns how many there were."""
         with self._lock:
             count = len(self._objects)
             self._objects.clear()
+            self._lru.clear()
+            self._memory = 0
+            if self._spill is not None:
+                self._spill.close()
         return count
+
+    # -- budget ---------------------------------------------------------------------------
+    def check_object_size(self, size: int) -> None:
+        """Refuse an object over the per-object limit (CacheFullError)."""
+        if self.max_object is not None and size > self.max_object:
+            raise CacheFullError(
+                f"object of {human_size(size)} exceeds the object cache's per-object limit of "
+                f"{human_size(self.max_object)} (flame-local --cache-max-object)"
+            )
+
+    def _make_room(self, incoming: int) -> None:
+        """Refuse (before anything changes) a write whose spilling would not fit the disk budget."""
+        if self.budget is None:
+            return
+        excess = self._memory + incoming - self.budget
+        if excess > 0 and (self._spill is None or not self._spill.room(excess)):
+            spilled = self._spill.used if self._spill is not None else 0
+            raise CacheFullError(
+                f"object cache is full: {human_size(self._memory)} in memory (budget {human_size(self.budget)}) and "
+                f"{human_size(spilled)} on disk; delete objects (close sessions, Runner.close()) or raise "
+                "flame-local --cache-budget / --cache-disk-budget"
+            )
+
+    def _replace(self, key: str, obj: CachedObject) -> None:
+        self._drop(key)
+        self._objects[key] = obj
+        self._lru[key] = None
+        self._memory += obj.size
+        self._evict()
+
+    def _drop(self, key: str) -> None:
+        old = self._objects.pop(key, None)
+        if isinstance(old, SpilledObject):
+            assert self._spill is not None
+            self._spill.remove(old)
+        elif old is not None:
+            self._memory -= old.size
+            del self._lru[key]
+
+    def _evict(self) -> None:
+        """Spill least recently used objects until memory is within the budget."""
+        if self.budget is None or self._spill is None:
+            return
+        while self._memory > self.budget and self._lru:
+            key = next(iter(self._lru))
+            obj = self._objects[key]
+            assert isinstance(obj, CachedObject)
+            deltas = [(d.version, d.data) for d in obj.deltas]
+            self._objects[key] = self._spill.write(key, obj.version, obj.size, obj.data, obj.table, deltas)
+            del self._lru[key]
+            self._memory -= obj.size
+
+    def _load(self, obj: SpilledObject) -> CachedObject:
+        """A spilled object, memory-mapped from its files (it stays spilled)."""
+        read = SpillDir.read_buffer
+        deltas = tuple(Delta(v, read(p)) for v, p in obj.deltas)
+        if obj.native:
+            return CachedObject(obj.key, obj.version, table=SpillDir.read_table(obj.base), deltas=deltas)
+        return CachedObject(obj.key, obj.version, data=read(obj.base), deltas=deltas)
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> CachedObject:
@@ -323,8 +343,11 @@ class CacheStore:
         name = str(ObjectKey.parse_key(key))
         with self._lock:
             obj = self._objects.get(name)
-        if obj is None:
-            raise ObjectNotFoundError(f"object <{name}> not found")
+            if obj is None:
+                raise ObjectNotFoundError(f"object <{name}> not found")
+            if isinstance(obj, SpilledObject):
+                return self._load(obj)
+            self._lru.move_to_end(name)
         return obj
 
     def reply_for(self, key: str, client_version: int) -> GetReply:
@@ -353,12 +376,14 @@ class CacheStore:
     def list_objects(self) -> list[ObjectInfo]:
         with self._lock:
             objects = list(self._objects.values())
-        return sorted((o.info() for o in objects), key=lambda i: i.key)
+        return sorted((_info(o) for o in objects), key=lambda i: i.key)
 
     def stats(self) -> CacheStats:
         with self._lock:
             objects = list(self._objects.values())
-        return CacheStats(len(objects), sum(o.size for o in objects))
+            memory = self._memory
+        total = sum(o.size for o in objects)
+        return CacheStats(len(objects), total, memory, total - memory)
 
     def __len__(self) -> int:
         with self._lock:
@@ -367,3 +392,9 @@ class CacheStore:
     def __contains__(self, key: object) -> bool:
         with self._lock:
             return key in self._objects
+
+
+def _info(obj: CachedObject | SpilledObject) -> ObjectInfo:
+    if isinstance(obj, SpilledObject):
+        return ObjectInfo(obj.key, obj.current_version, obj.size, len(obj.deltas))
+    return obj.info()
