@@ -261,28 +261,17 @@ class Service:
             return self.submit(method, args, kwargs)
 
         call.__name__ = method
-        call.map = lambda *its, **kw: self._map(method, its, **kw)  # type: ignore[attr-defined]
-        call.starmap = lambda it, **kw: self._map(method, (it,), star=True, **kw)  # type: ignore[attr-defined]
+        call.map = lambda *its, **kw: start_map(self, method, its, **kw)  # type: ignore[attr-defined]
+        call.starmap = lambda it, **kw: start_map(self, method, (it,), star=True, **kw)  # type: ignore[attr-defined]
         return call
 
     def map(self, *iterables: Any, **kwargs: Any) -> MapFuture:
-        """Call the function on every item (``zip(*iterables)``): one group future, results in
-        order. ``chunksize=None`` (automatic), ``ordered=True``, ``return_exceptions=False``;
-        a method's form is ``svc.method.map(...)``. See :mod:`flame_jupyter.maps`."""
-        return self._map(None, iterables, **kwargs)
+        """One call per item of ``zip(*iterables)`` as one group future (:mod:`flame_jupyter.maps`)."""
+        return start_map(self, None, iterables, **kwargs)
 
     def starmap(self, iterable: Any, **kwargs: Any) -> MapFuture:
-        """As :meth:`map`, each item a tuple of arguments (``svc.method.starmap`` for methods)."""
-        return self._map(None, (iterable,), star=True, **kwargs)
-
-    def _map(self, method: str | None, iterables: tuple[Any, ...], **kwargs: Any) -> MapFuture:
-        if method is None and self.kind in ("class", "instance"):
-            raise TypeError(
-                f"service {self.name!r} serves a {self.kind}; map one of its methods: svc.<method>.map(...)"
-            )
-        if self.closed:
-            raise FlameJupyterError(f"service {self.name!r} is closed")
-        return start_map(self, method, iterables, **kwargs)
+        """As :meth:`map`, each item a tuple of arguments (methods: ``svc.method.map/starmap``)."""
+        return start_map(self, None, (iterable,), star=True, **kwargs)
 
     def __dir__(self) -> list[str]:
         return [*super().__dir__(), *self.methods]

@@ -31,6 +31,7 @@ MODULES = (
     "bootstrap",
     "reprs",
     "channel",
+    "chunks",
     "pickling",
     "namespace",
     "execution",

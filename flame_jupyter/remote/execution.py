@@ -22,10 +22,11 @@ from typing import Any
 
 from .bootstrap import _boot_fn, _register_own_source, set_builder
 from .channel import RemoteAPI, guarded
+from .chunks import run_chunk
 from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare
 from .pickling import Dumper
 from .runtime import _rt
-from .wire import CALL_KWARG, ENV_KWARG, CellResult, PayloadState
+from .wire import CALL_KWARG, CHUNK_KWARG, ENV_KWARG, CellResult, PayloadState
 
 _SERVICE_MODULE = "__flame_jupyter_service__"
 
@@ -34,8 +35,12 @@ def run_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
     """Run user code: the single choke point of every remote call.
 
     Seam for output streaming, progress reporting and exception formatting. Exceptions from
-    user code propagate unchanged (type and traceback, with notebook cell lines).
+    user code propagate unchanged (type and traceback, with notebook cell lines). A map's
+    chunk (:data:`~.wire.CHUNK_KWARG`) runs ``fn`` once per item (:func:`.chunks.run_chunk`).
     """
+    if CHUNK_KWARG in kwargs:
+        header = kwargs.pop(CHUNK_KWARG)
+        return run_chunk(lambda a, k: run_call(fn, a, k, env), args[0], header)
     result = fn(*args, **kwargs)
     if inspect.iscoroutine(result):
         result = _run_coroutine(result)

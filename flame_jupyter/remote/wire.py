@@ -235,6 +235,50 @@ def decode_failure(text: str) -> Failure | None:
         return None
 
 
+# --------------------------------------------------------------------------- map chunks
+
+#: Keyword argument that makes one call a *chunk* of a map (its value: a :class:`ChunkHeader`):
+#: the call's one positional argument is then a list of :data:`ChunkItem` (encoded by the capture
+#: engine, or, when ``packed``, pickled to bytes: plain values are sent without it) and the call returns
+#: a list of :data:`ItemOutcome` tuples, one per item, in order (see ``remote/chunks.py``).
+CHUNK_KWARG = "__flame_chunk__"
+
+#: Version of the chunk header, items and outcomes.
+CHUNK_FORMAT = 1
+
+#: One item of a chunk: ``(args, kwargs)`` of one call of the mapped function or method.
+ChunkItem = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+class ChunkHeader(TypedDict):
+    """What a chunk call says about itself (the value of :data:`CHUNK_KWARG`)."""
+
+    format: int  # CHUNK_FORMAT
+    start: int  # the map's index of the chunk's first item
+    packed: bool  # the items travel as ``pickle`` bytes (plain values only: no notebook objects)
+
+
+class ItemOutcome(NamedTuple):
+    """What one item of a chunk ended with (travels as a plain tuple, see :func:`encode_outcome`)."""
+
+    ok: bool
+    value: Any  # the item's return value, or (not ok) its failure text (:func:`encode_failure`)
+    records: list[tuple[Any, ...]]  # the item's own output/progress/display records (encoded)
+    seconds: float  # how long the item ran on the executor
+
+
+def encode_outcome(outcome: ItemOutcome) -> tuple[Any, ...]:
+    """The plain tuple that travels for ``outcome``."""
+    return tuple(outcome)
+
+
+def decode_outcome(raw: Any) -> ItemOutcome:
+    """The typed outcome of a plain tuple a chunk returned (raises ``ValueError`` if it is none)."""
+    if not isinstance(raw, tuple) or len(raw) != len(ItemOutcome._fields):
+        raise ValueError(f"not a map item outcome: {type(raw).__name__}")
+    return ItemOutcome(bool(raw[0]), raw[1], list(raw[2] or []), float(raw[3]))
+
+
 # --------------------------------------------------------------------------- future states
 
 
