@@ -31,3 +31,21 @@ def map_mimebundle(group: ViewedMap) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - a broken widget stack must not hide the group
             log.exception("flame_jupyter: the map widget failed; showing a static view")
     return static_map_bundle(group)
+
+
+def show_map(group: Any) -> Any:
+    """Display the group so that its *saved* output ends final too: once the map finished, the
+    output's text/plain and text/html are replaced by the final counts (``update_display``)."""
+    from IPython.display import display
+
+    handle = display(map_mimebundle(group), raw=True, display_id=True)
+    if handle is None:
+        return None
+
+    def finished(g: Any) -> None:
+        if g.done():
+            g.remove_listener(finished)
+            handle.update({**map_mimebundle(g), **static_map_bundle(g)}, raw=True)
+
+    group.add_listener(finished)
+    return handle

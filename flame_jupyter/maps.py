@@ -361,6 +361,12 @@ class MapFuture:
     def __repr__(self) -> str:
         return f"<MapFuture {self.label!r} {self._progress_text()} session={self.session_id}>"
 
+    def show(self) -> Any:
+        """Display the live view; the saved output shows the final counts once finished."""
+        from flame_jupyter.map_display import show_map
+
+        return show_map(self)
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from flame_jupyter.map_display import map_mimebundle
 

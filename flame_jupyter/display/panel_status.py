@@ -15,6 +15,7 @@ from flame_jupyter.display.future_view import error_fields
 from flame_jupyter.display.panel_view import Failure, ServiceRow
 from flame_jupyter.display.protocol import ViewedFuture
 from flame_jupyter.display.states import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATES
+from flame_jupyter.map_state import recent_maps
 from flame_jupyter.registry import Registry, registry
 
 FAILURES_SHOWN = 10
@@ -61,7 +62,8 @@ def kernel_status(reg: Registry | None = None) -> dict[str, Any]:
                 "flame": "",
             }
         )
-    totals = {s: sum(row["counts"][s] for row in services) for s in STATES}
+    services.extend(map_rows())
+    totals = {s: sum(row["counts"][s] for row in services if row["kind"] != "map") for s in STATES}
     return {
         "services": services,
         "failures": recent_failures(reg),
@@ -69,6 +71,32 @@ def kernel_status(reg: Registry | None = None) -> dict[str, Any]:
         "live": len(live),
         "throughput": round(sum(row["throughput"] for row in services), 3),
     }
+
+
+def map_rows() -> list[ServiceRow]:
+    """One row per map of this process (items, not tasks: its chunks count in the service's row)."""
+    rows: list[ServiceRow] = []
+    for m in recent_maps():
+        c = m.counts()
+        rows.append(
+            {
+                "name": m.label,
+                "kind": "map",
+                "app": "",
+                "session_id": m.session_id,
+                "closed": False,
+                "counts": {
+                    QUEUED: c["queued"],
+                    RUNNING: c["running"],
+                    DONE: c["done"],
+                    FAILED: c["failed"],
+                    CANCELLED: c["cancelled"],
+                },
+                "throughput": round(m.throughput(), 3),
+                "flame": f"{c['done'] + c['failed'] + c['cancelled']} of {'?' if c['total'] is None else c['total']} items",
+            }
+        )
+    return rows
 
 
 def recent_failures(reg: Registry | None = None, limit: int = FAILURES_SHOWN) -> list[Failure]:

@@ -25,6 +25,7 @@ import re
 from importlib import resources
 
 from flame_jupyter.display.future_view import FUTURE_VIEW_KEYS
+from flame_jupyter.display.map_view import MAP_VIEW_KEYS
 from flame_jupyter.display.panel_view import PANEL_VIEW_KEYS
 from flame_jupyter.display.states import STATES, TERMINAL_STATES
 from flame_jupyter.remote.wire import State
@@ -66,6 +67,7 @@ def build_lib(js: str, css: str) -> str:
         "TERMINAL": json.dumps(list(TERMINAL_STATES)),
         "FUTURE_FIELDS": json.dumps({k: k for k in FUTURE_VIEW_KEYS}),
         "PANEL_FIELDS": json.dumps({k: k for k in PANEL_VIEW_KEYS}),
+        "MAP_FIELDS": json.dumps({k: k for k in MAP_VIEW_KEYS}),
         "CSS": json.dumps(_fill_states(css, "lib.css")),
     }
     return _fill(js, slots, "lib.js")

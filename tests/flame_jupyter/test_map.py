@@ -118,3 +118,33 @@ def test_cancel_all_and_a_generator_pulled_lazily(tmp_path: Path, script_env: di
     )
     assert out[0].startswith("ahead 0 ") and out[0].endswith(" True"), out
     assert out[1:] == ["cancel True", "cancelled True True", "counts True 0 0 True True", "gen True 12"]
+
+
+def test_group_widget_fallback_and_saved_state_show_final_counts(tmp_path: Path) -> None:
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import time, flame_jupyter as fj\nrr = fj.Runner()\ndef sq(x):\n    return x * x\nsvc = rr.service(sq)",
+        "g = svc.map(range(2000))\n_ = g.show()",
+        "assert g.wait(120)\ndeadline = time.monotonic() + 20\n"
+        "from flame_jupyter.widgets.map_widget import map_widget_for\n"
+        "while map_widget_for(g).watching and time.monotonic() < deadline:\n    time.sleep(0.1)\n"
+        "time.sleep(0.5)\nprint(g.counts['done'])",
+        "rr.close()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAME_")}
+    env["HOME"] = str(tmp_path)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True)
+    client.execute(env=env, cwd=str(tmp_path))
+    out = nb.cells[1].outputs[-1]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in out
+    assert "2000 done, 0 failed, 0 running, 0 queued of 2000" in out["text/plain"]
+    assert "done <b>2000</b>" in out["text/html"] and "of <b>2000</b>" in out["text/html"]
+    assert nb.cells[2].outputs[0]["text"].strip() == "2000"
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    maps = [m["state"] for m in state.values() if m["state"].get("_kind") == "map"]
+    assert len(maps) == 1 and maps[0]["done"] == 2000 and maps[0]["total"] == 2000 and maps[0]["finished"]

@@ -11,6 +11,7 @@ const STATES = /*%STATES%*/;
 const TERMINAL = new Set(/*%TERMINAL%*/);
 const F = /*%FUTURE_FIELDS%*/;
 const P = /*%PANEL_FIELDS%*/;
+const M = /*%MAP_FIELDS%*/;
 const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
 const CSS = /*%CSS%*/;
 
@@ -341,7 +342,69 @@ function renderPanel(model, el) {
   return () => model.off("change", schedule);
 }
 
+// -- a map's group (display.map_view.MapView, fields read through M) ---------------------------
+function renderMap(model, el) {
+  const root = h("div", "fj-future fj-map");
+  const head = h("div", "fj-head");
+  const label = h("span", "fj-label");
+  const counts = h("span", "fj-map-counts");
+  const rate = h("span", "fj-where fj-map-rate");
+  const cancel = h("button", "fj-cancel", "Cancel all");
+  cancel.type = "button";
+  cancel.title = "Cancel every item of this map not finished yet";
+  head.append(label, counts, rate, cancel);
+  const prog = h("div", "fj-progress");
+  const track = h("div", "fj-progress-track");
+  const bar = h("div", "fj-progress-bar");
+  bar.setAttribute("role", "progressbar");
+  track.append(bar);
+  const ptext = h("span", "fj-progress-text");
+  prog.append(track, ptext);
+  const failures = h("div", "fj-failures");
+  root.append(head, prog, failures);
+  el.append(root);
+
+  function update() {
+    const total = model.get(M.total);
+    const done = model.get(M.done) || 0, failed = model.get(M.failed) || 0, cancelled = model.get(M.cancelled) || 0;
+    const finished = model.get(M.finished);
+    root.dataset.state = finished ? (failed ? S.FAILED : cancelled ? S.CANCELLED : S.DONE) : S.RUNNING;
+    label.textContent = model.get(M.label) || model.get(M.service) || "map";
+    const of = total >= 0 ? String(total) : "?";
+    counts.textContent = " " + done + " done · " + failed + " failed · " + (model.get(M.running) || 0) + " running · " +
+      (model.get(M.queued) || 0) + " queued" + (cancelled ? " · " + cancelled + " cancelled" : "") + " of " + of;
+    const eta = model.get(M.eta);
+    rate.textContent = num(model.get(M.throughput) || 0) + " items/s · " + seconds(model.get(M.elapsed) || 0, false) +
+      (!finished && eta !== null && eta !== undefined ? " · ETA " + seconds(eta, true) : "");
+    const pct = total > 0 ? Math.min(100, (100 * (done + failed + cancelled)) / total) : 0;
+    bar.style.width = pct + "%";
+    bar.setAttribute("aria-valuenow", String(done + failed + cancelled));
+    bar.setAttribute("aria-valuemax", String(total));
+    prog.dataset.done = String(done);
+    prog.dataset.total = String(total);
+    ptext.textContent = (done + failed + cancelled) + "/" + of;
+    cancel.hidden = !!finished;
+    failures.replaceChildren();
+    for (const f of model.get(M.failures) || []) {
+      const d = h("details", "fj-failure");
+      const sum = h("summary");
+      sum.append(h("span", "fj-failure-label", "item " + f.index + " "), h("span", "fj-error-type", f.error_type || "Error"), h("span", "fj-error-message", ": " + (f.message || "")));
+      d.append(sum, h("pre", "fj-traceback-text", (f.traceback || f.message || "").replace(ANSI, "")));
+      failures.append(d);
+    }
+  }
+
+  let pending = false;
+  const schedule = () => { if (!pending) { pending = true; queueMicrotask(() => { pending = false; update(); }); } };
+  model.on("change", schedule);
+  cancel.addEventListener("click", () => { cancel.disabled = true; cancel.textContent = "Cancelling…"; model.send({ kind: "cancel" }); });
+  update();
+  return () => model.off("change", schedule);
+}
+
 export function render({ model, el }) {
   ensureCss();
-  return model.get("_kind") === "panel" ? renderPanel(model, el) : renderFuture(model, el);
+  const kind = model.get("_kind");
+  if (kind === "map") return renderMap(model, el);
+  return kind === "panel" ? renderPanel(model, el) : renderFuture(model, el);
 }

@@ -14,6 +14,7 @@ import pytest
 import traitlets as t
 
 from flame_jupyter.display.future_view import FUTURE_FIELDS_NOT_DRAWN, FUTURE_VIEW_KEYS, FutureView
+from flame_jupyter.display.map_view import MAP_FIELDS_NOT_DRAWN, MAP_VIEW_KEYS, MapView
 from flame_jupyter.display.panel_view import PANEL_FIELDS_NOT_DRAWN, PANEL_VIEW_KEYS, PanelView
 from flame_jupyter.display.states import STATES
 from flame_jupyter.remote.wire import State
@@ -21,6 +22,7 @@ from flame_jupyter.widgets import _js
 from flame_jupyter.widgets._base import FlameWidget
 from flame_jupyter.widgets._traits import with_view_traits
 from flame_jupyter.widgets.future_widget import SNAPSHOT_KEYS, FutureWidget
+from flame_jupyter.widgets.map_widget import MAP_KEYS, MapWidget
 from flame_jupyter.widgets.panel_widget import PANEL_KEYS, PanelWidget
 
 LIB = _js.static_text("lib.js")
@@ -85,6 +87,23 @@ def test_panel_view_keys_are_the_widget_traits_and_the_js_reads() -> None:
     assert PANEL_KEYS == PANEL_VIEW_KEYS == tuple(PanelView.__annotations__)
     assert (
         parity(PANEL_VIEW_KEYS, widget_fields(PanelWidget), js_fields(LIB, "P"), PANEL_FIELDS_NOT_DRAWN) == []
+    )
+
+
+def test_map_view_keys_are_the_widget_traits_and_the_js_reads() -> None:
+    assert MAP_KEYS == MAP_VIEW_KEYS == tuple(MapView.__annotations__)
+    assert parity(MAP_VIEW_KEYS, widget_fields(MapWidget), js_fields(LIB, "M"), MAP_FIELDS_NOT_DRAWN) == []
+    assert '"throughput": "throughput"' in _js.LIB_JS and "/*%MAP_FIELDS%*/" not in _js.LIB_JS
+
+
+def test_map_parity_fails_when_one_side_drifts() -> None:
+    drifted = LIB.replace("model.get(M.eta)", "model.get(M.etas)", 1)
+    assert drifted != LIB
+    assert (
+        parity(MAP_VIEW_KEYS, widget_fields(MapWidget), js_fields(drifted, "M"), MAP_FIELDS_NOT_DRAWN) != []
+    )
+    assert parity(
+        (*MAP_VIEW_KEYS, "paused"), widget_fields(MapWidget), js_fields(LIB, "M"), MAP_FIELDS_NOT_DRAWN
     )
 
 
