@@ -50,8 +50,10 @@ class ObjectFuture(_FlamepyObjectFuture):
         app: str = "",
         session_id: str = "",
         state: FutureState | None = None,
+        decode: Callable[[BaseException], BaseException] | None = None,
     ) -> None:
         super().__init__(_flamepy.inner_future(inner))
+        self._decode = decode or decode_failure  # flamepy's error -> the user's exception
         self.label = label
         self.service = service
         self.app = app
@@ -119,7 +121,7 @@ class ObjectFuture(_FlamepyObjectFuture):
             exc = self._future.exception()
         except FutureCancelled as e:
             exc = e
-        self._fs.finish(exc, decode_failure)
+        self._fs.finish(exc, self._decode)
         self._fs.run_finish_hooks()
 
     # -- results -----------------------------------------------------------------------------------

@@ -18,18 +18,15 @@ import os
 import shutil
 import tempfile
 import threading
-from concurrent import futures
 from pathlib import Path
 from typing import Any
-
-import grpc
-from flamepy.proto import frontend_pb2_grpc
 
 from flame_local.cache.server import CacheServer
 from flame_local.cache.store import CacheStore
 from flame_local.executors.manager import ExecutorManager
 from flame_local.process import raise_fd_limit, steady_malloc
 from flame_local.servers.frontend import FrontendService
+from flame_local.servers.serving import FrontendServer
 from flame_local.settings import RuntimeSettings
 from flame_local.state import Store
 
@@ -60,7 +57,7 @@ class LocalRuntime:
             (self.home / sub).mkdir(exist_ok=True, mode=0o700)
             os.chmod(self.home / sub, 0o700)
         self._socket_dir: Path | None = None
-        self._server: grpc.Server | None = None
+        self._server: FrontendServer | None = None
         self._cache: CacheServer | None = None
         self.cache_store = CacheStore(
             budget=settings.cache_budget,
@@ -99,15 +96,19 @@ class LocalRuntime:
             if cache_check is not None:
                 addr["cache"] = (_loopback_ip(s.host), self._cache.port)
 
-            self.store = Store(max_closed_sessions=s.max_closed_sessions, on_change=self._poke)
-            self._server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=s.grpc_workers, thread_name_prefix="flame-local-rpc"),
-                interceptors=[_peer_interceptor(frontend_check)] if frontend_check else None,
+            self.store = Store(
+                max_closed_sessions=s.max_closed_sessions,
+                on_change=self._poke,
+                fail_unbindable_tasks=s.fail_unbindable_tasks,
+            )
+            self._server = FrontendServer(
+                FrontendService(self.store, list_executors=self._list_executors, watch_errors=s.watch_errors),
+                f"{_grpc_host(s.host)}:{s.port}",
+                workers=s.grpc_workers,
+                peer_check=frontend_check,
                 options=s.grpc_server_options(),
             )
-            port = self._server.add_insecure_port(f"{_grpc_host(s.host)}:{s.port}")
-            if port == 0:
-                raise OSError(f"cannot listen on {s.host}:{s.port}")
+            port = self._server.start()
             if frontend_check is not None:
                 addr["frontend"] = (_loopback_ip(s.host), port)
             self.endpoint = f"http://{s.host}:{port}"
@@ -123,10 +124,6 @@ class LocalRuntime:
                 cache_endpoint=self.cache_endpoint,
                 read_cache_object=self._read_own_cache_object,
             )
-            frontend_pb2_grpc.add_FrontendServicer_to_server(
-                FrontendService(self.store, list_executors=self.manager.list_executors), self._server
-            )
-            self._server.start()
             self.manager.start()
         except BaseException:
             self.stop()
@@ -149,7 +146,7 @@ class LocalRuntime:
         elif self.store is not None:
             self.store.shutdown()
         if self._server is not None:
-            self._server.stop(grace=1.0).wait(5.0)
+            self._server.stop(grace=1.0)
         if self._cache is not None:
             self._cache.stop()
         self.cache_store.clear()  # and its spill files
@@ -178,6 +175,9 @@ class LocalRuntime:
     def log_dir(self) -> Path:
         return self.home / "logs"
 
+    def _list_executors(self) -> list[Any]:
+        return self.manager.list_executors() if self.manager is not None else []
+
     def _poke(self) -> None:
         if self.manager is not None:
             self.manager.poke()
@@ -192,9 +192,3 @@ def _loopback_ip(host: str) -> str:
 
 def _grpc_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _peer_interceptor(check):  # type: ignore[no-untyped-def]
-    from flame_local.servers.peers import PeerCheckInterceptor
-
-    return PeerCheckInterceptor(check)

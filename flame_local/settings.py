@@ -68,7 +68,16 @@ class RuntimeSettings:
     bind_retry_limit: int = 5  # Flame's recovery.session.retry_limits
     instance_log_level: str = "warning"  # FLAME_LOG given to instances (Flame passes RUST_LOG or info)
     max_closed_sessions: int = 1000  # closed sessions kept for GetSession/ListSession
-    grpc_workers: int = 256  # server threads; WatchTask streams each hold one while they wait
+    grpc_workers: int = (
+        256  # threads for unary calls; streams (WatchTask) run on the event loop, holding none
+    )
+    # Not Flame (off = as Flame); each avoids a client waiting forever, see docs/runtime.md.
+    fail_unbindable_tasks: bool = (
+        False  # after the bind retry limit, fail the session's tasks (Flame: pending)
+    )
+    watch_errors: bool = (
+        False  # WatchTask of an unknown/vanished task: NOT_FOUND (Flame: the stream just ends)
+    )
     shutdown_grace: float = 10.0  # seconds running tasks get to finish on stop()
     # object cache: bytes kept in memory (LRU objects beyond it spill to <home>/cache), bytes of
     # spill files, and the largest single object (see docs/runtime.md, "Object cache budget")

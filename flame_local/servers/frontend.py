@@ -1,15 +1,19 @@
 """``flame.v1.Frontend``: the gRPC service flamepy talks to, on the generated stubs from flamepy.
 
 Every RPC maps its errors exactly as Flame does (see :mod:`flame_local.errors`); application
-registration errors come back as ``Result{return_code: -1, message}`` as in Flame.
+registration errors come back as ``Result{return_code: -1, message}`` as in Flame. Unary calls
+are plain functions (run on the server's thread pool); the streams ``WatchTask`` and ``ListTask``
+are async generators on the server's event loop (:mod:`flame_local.servers.serving`), so an open
+watch holds no thread, as in Flame's tonic server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -17,8 +21,12 @@ from flamepy.proto import frontend_pb2, frontend_pb2_grpc, types_pb2
 
 from flame_local.errors import Code, FlameRuntimeError
 from flame_local.state import SessionSpec, Store, apps
+from flame_local.state.records import parse_task_id
 
 log = logging.getLogger(__name__)
+
+# tonic 0.14's default `max_decoding_message_size` (Flame's apiserver sets none of its own).
+MAX_MESSAGE = 4 * 1024 * 1024
 
 _STATUS = {
     Code.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
@@ -35,18 +43,28 @@ def _abort(context: grpc.ServicerContext, err: FlameRuntimeError) -> None:
     context.abort(_STATUS[err.code], err.message)
 
 
+def _too_large(request: Any) -> str | None:
+    size = request.ByteSize()
+    if size <= MAX_MESSAGE:
+        return None
+    return f"Error, decoded message length too large: found {size} bytes, the limit is: {MAX_MESSAGE} bytes"
+
+
 def flame_errors(fn: F) -> F:
     """Turn FlameRuntimeError into Flame's status codes, and anything else into INTERNAL with
     a one-line message (never a server traceback as the reply)."""
 
     @functools.wraps(fn)
     def unary(self: FrontendService, request: Any, context: grpc.ServicerContext) -> Any:
+        too_large = _too_large(request)
+        if too_large is not None:
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, too_large)
         try:
             return fn(self, request, context)
         except FlameRuntimeError as e:
             _abort(context, e)
         except Exception as e:  # noqa: BLE001 - the reply must stay a Flame error
-            if isinstance(e, grpc.RpcError) or type(e).__name__ == "_AbortError":
+            if isinstance(e, grpc.RpcError) or type(e).__name__ in ("_AbortError", "AbortError"):
                 raise
             log.exception("internal error in %s", fn.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
@@ -55,12 +73,18 @@ def flame_errors(fn: F) -> F:
 
 
 def flame_stream_errors(fn: F) -> F:
+    """The same for a stream (an async generator on the server's loop)."""
+
     @functools.wraps(fn)
-    def stream(self: FrontendService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    async def stream(self: FrontendService, request: Any, context: Any) -> AsyncIterator[Any]:
+        too_large = _too_large(request)
+        if too_large is not None:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, too_large)
         try:
-            yield from fn(self, request, context)
+            async for message in fn(self, request, context):
+                yield message
         except FlameRuntimeError as e:
-            _abort(context, e)
+            await context.abort(_STATUS[e.code], e.message)
 
     return stream  # type: ignore[return-value]
 
@@ -73,10 +97,13 @@ class FrontendService(frontend_pb2_grpc.FrontendServicer):
         store: Store,
         list_executors: Callable[[], list[types_pb2.Executor]] = list,
         node: Callable[[], types_pb2.Node] | None = None,
+        *,
+        watch_errors: bool = False,
     ) -> None:
         self.store = store
         self._list_executors = list_executors
         self._node = node or _local_node
+        self._watch_errors = watch_errors  # not Flame: see RuntimeSettings.watch_errors
 
     # -- applications ---------------------------------------------------------------------------
     def _app_result(self, action: Callable[[], None]) -> types_pb2.Result:
@@ -169,12 +196,55 @@ class FrontendService(frontend_pb2_grpc.FrontendServicer):
         return self.store.get_task(request.session_id, request.task_id)
 
     @flame_stream_errors
-    def WatchTask(self, request, context):  # noqa: N802
-        yield from self.store.watch_task(request.session_id, request.task_id, context.is_active)
+    async def WatchTask(self, request, context):  # noqa: N802
+        """Flame's ``Frontend::watch_task`` loop over ``Controller::watch_task``: each round takes
+        the task's state as its start, and sends the task once that state changed or is terminal;
+        the stream ends after a terminal state. A task that is unknown or goes away ends the
+        stream without a message or error (Flame ``break``s on the error) unless ``watch_errors``;
+        a stopping runtime ends it with UNAVAILABLE (Flame's process would be gone)."""
+        sid, task_id = request.session_id, request.task_id
+        parse_task_id(task_id)
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(changed.set)
+            except RuntimeError:  # the server's loop has ended
+                pass
+
+        try:
+            unwatch = self.store.watch(sid, task_id, wake)
+        except FlameRuntimeError as e:
+            if e.code == Code.NOT_FOUND and not self._watch_errors:
+                return
+            raise
+        try:
+            start = None
+            while True:
+                changed.clear()
+                now = self.store.watched(sid, task_id)
+                if now is None:
+                    if self._watch_errors:
+                        raise FlameRuntimeError(Code.NOT_FOUND, f"task <{sid}/{task_id}> is gone")
+                    return
+                state, proto = now
+                if start is None:
+                    start = state
+                if state != start or state.terminal:
+                    yield proto
+                    if state.terminal:
+                        return
+                    start = None  # the next round starts from the state now
+                    continue
+                await changed.wait()
+        finally:
+            unwatch()
 
     @flame_stream_errors
-    def ListTask(self, request, context):  # noqa: N802
-        yield from self.store.list_tasks(request.session_id)
+    async def ListTask(self, request, context):  # noqa: N802
+        for task in self.store.list_tasks(request.session_id):
+            yield task
 
 
 def _local_node() -> types_pb2.Node:

@@ -12,6 +12,7 @@ import collections
 import enum
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flamepy.proto import types_pb2
@@ -117,13 +118,18 @@ class Task:
     completion_time_ms: int | None = None
     events: list[Event] = field(default_factory=list)
     executor_id: str | None = None
-    changed: threading.Condition | None = None  # made on the first WatchTask; only its watchers wake
+    # What Flame's stored TaskPtr carries: the events of the last GetTask, until the next state
+    # change replaces the task (storage/mod.rs `get_task`, common/src/apis/session.rs `update_task`).
+    stored_events: list[Event] = field(default_factory=list)
+    watchers: list[Callable[[], None]] = field(default_factory=list)  # WatchTask wake-ups
 
-    def to_proto(self) -> types_pb2.Task:
+    def to_proto(self, *, events: bool = True) -> types_pb2.Task:
+        """With ``events``, as GetTask sends it; without, as WatchTask and ListTask do."""
+        shown = self.events if events else self.stored_events
         status = types_pb2.TaskStatus(
             state=int(self.state),
             creation_time=self.creation_time_ms,
-            events=[e.to_proto() for e in self.events],
+            events=[e.to_proto() for e in shown],
         )
         if self.completion_time_ms is not None:
             status.completion_time = self.completion_time_ms
@@ -182,3 +188,18 @@ class Session:
         return types_pb2.Session(
             metadata=types_pb2.Metadata(id=self.id, name=self.id), spec=spec, status=status
         )
+
+
+def parse_task_id(task_id: str) -> int:
+    try:
+        tid = int(task_id)
+    except (TypeError, ValueError):
+        raise invalid("invalid task id") from None
+    if tid < 1:
+        raise invalid("invalid task id")
+    return tid
+
+
+def check_session_id(session_id: str) -> None:
+    if not session_id:
+        raise invalid("invalid session id: it cannot be empty")

@@ -1,8 +1,8 @@
 """The runtime's state store: applications, sessions, tasks and the waits on them.
 
-One lock guards everything; conditions on that lock wake the parties that wait:
-``WatchTask`` streams wait for task changes, instance workers wait for pending tasks of
-their session.  The state machines are in :mod:`flame_local.state.records`.
+One lock guards everything. Instance workers wait for pending tasks of their session on a
+condition of that lock; ``WatchTask`` streams register a wake-up callable on the task they watch
+(called under the lock on every change, as Flame's per-task watch channel in ``notify.rs``).  The state machines are in :mod:`flame_local.state.records`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from flamepy.proto import types_pb2
 
@@ -32,6 +32,12 @@ from flame_local.state.records import (
     TaskState,
     now_ms,
 )
+from flame_local.state.records import (
+    check_session_id as _check_session_id,
+)
+from flame_local.state.records import (
+    parse_task_id as _parse_task_id,
+)
 
 __all__ = ["Store"]
 
@@ -39,7 +45,14 @@ __all__ = ["Store"]
 class Store:
     """All applications, sessions and tasks of one runtime, and the waits on them."""
 
-    def __init__(self, *, max_closed_sessions: int = 1000, on_change: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        *,
+        max_closed_sessions: int = 1000,
+        on_change: Callable[[], None] | None = None,
+        fail_unbindable_tasks: bool = False,
+    ):
+        self.fail_unbindable_tasks = fail_unbindable_tasks  # not Flame: see RuntimeSettings
         self.lock = threading.Lock()
         self.apps: dict[str, apps.Application] = {}
         self.sessions: dict[str, Session] = {}
@@ -67,6 +80,7 @@ class Store:
         with self.lock:
             if name not in self.apps:
                 raise not_found(f"Application {name} not found")
+            self._refuse_open_sessions(name)
             self._generation += 1
             self.apps[name] = apps.Application(
                 name=name, spec=apps.normalize(spec), generation=self._generation
@@ -76,18 +90,23 @@ class Store:
         with self.lock:
             if name not in self.apps:
                 raise not_found(f"Application {name} not found")
-            if any(s.open and s.spec.application == name for s in self.sessions.values()):
-                raise internal(f"Cannot unregister application '{name}': has open sessions")
+            self._refuse_open_sessions(name)
             del self.apps[name]
             for sid in [sid for sid, s in self.sessions.items() if s.spec.application == name]:
                 self._drop_session(sid)
         self._on_change()
 
+    def _refuse_open_sessions(self, name: str) -> None:
+        """Flame's engine (sqlite.rs ``update_application``/``unregister_application``)."""
+        count = sum(1 for s in self.sessions.values() if s.open and s.spec.application == name)
+        if count:
+            raise internal(f"{count} open sessions in the application")
+
     def get_application(self, name: str) -> apps.Application:
         with self.lock:
             app = self.apps.get(name)
             if app is None:
-                raise not_found(f"Application {name} not found")
+                raise not_found(f"application <{name}> not found")  # sqlite.rs get_application
             return app
 
     def list_applications(self) -> list[apps.Application]:
@@ -97,8 +116,10 @@ class Store:
     # -- sessions -------------------------------------------------------------------------------
     def _new_session(self, session_id: str, spec: SessionSpec) -> Session:
         app = self.apps.get(spec.application)
-        if app is None:
-            raise not_found(f"Application {spec.application} not found")
+        if app is None:  # sqlite.rs _create_session: the application sub-select is NULL
+            raise internal(
+                "error returned from database: (code: 1299) NOT NULL constraint failed: sessions.application"
+            )
         if session_id in self.sessions:
             raise already_exists(f"Session '{session_id}' already exists")
         ssn = Session(id=session_id, spec=spec, work=threading.Condition(self.lock))
@@ -149,8 +170,9 @@ class Store:
     def _close_locked(self, ssn: Session) -> None:
         ssn.open = False
         ssn.completion_time_ms = now_ms()
-        while ssn.pending:
-            self._set_state(ssn, ssn.tasks[ssn.pending.popleft()], TaskState.CANCELLED)
+        while ssn.pending:  # Flame's Storage::close_session records no event for these
+            self._set_state(ssn, ssn.tasks[ssn.pending.popleft()], TaskState.CANCELLED, event=False)
+        self._wake_watchers(ssn.tasks.values())  # Controller::close_session notifies every task
         assert ssn.work is not None
         ssn.work.notify_all()
         self._closed_order.append(ssn.id)
@@ -178,8 +200,8 @@ class Store:
     @staticmethod
     def _wake_watchers(tasks: Iterable[Task]) -> None:
         for task in tasks:
-            if task.changed is not None:
-                task.changed.notify_all()
+            for wake in list(task.watchers):
+                wake()
 
     def get_session(self, session_id: str) -> types_pb2.Session:
         with self.lock:
@@ -216,8 +238,8 @@ class Store:
                         "no more executors will be bound to it",
                     )
                 )
-                # Deviation from Flame (which leaves them pending forever): fail the waiting tasks.
-                while ssn.pending:
+                # Flame leaves them pending forever; only on request are they failed.
+                while self.fail_unbindable_tasks and ssn.pending:
                     self._set_state(ssn, ssn.tasks[ssn.pending.popleft()], TaskState.FAILED, ssn.bind_error)
             return ssn.bind_blocked
 
@@ -240,7 +262,7 @@ class Store:
             ssn.counts[TaskState.PENDING] += 1
             ssn.pending.append(task.id)
             task.events.append(Event(0, "Task was created with state <Pending>"))
-            if ssn.bind_blocked:  # no executor will ever take it: fail it now rather than hang
+            if ssn.bind_blocked and self.fail_unbindable_tasks:  # not Flame: fail it rather than hang
                 ssn.pending.pop()
                 self._set_state(ssn, task, TaskState.FAILED, ssn.bind_error)
             proto = task.to_proto()
@@ -252,11 +274,13 @@ class Store:
     def get_task(self, session_id: str, task_id: str) -> types_pb2.Task:
         tid = _parse_task_id(task_id)
         with self.lock:
-            return self._task(session_id, tid).to_proto()
+            task = self._task(session_id, tid)
+            task.stored_events = list(task.events)  # Flame's get_task keeps them on the stored task
+            return task.to_proto()
 
     def list_tasks(self, session_id: str) -> list[types_pb2.Task]:
         with self.lock:
-            return [t.to_proto() for t in self._session(session_id).tasks.values()]
+            return [t.to_proto(events=False) for t in self._session(session_id).tasks.values()]
 
     def _task(self, session_id: str, task_id: int) -> Task:
         task = self._session(session_id).tasks.get(task_id)
@@ -264,37 +288,30 @@ class Store:
             raise not_found(f"task <{session_id}/{task_id}> not found")
         return task
 
-    def watch_task(
-        self, session_id: str, task_id: str, is_active: Callable[[], bool], poll: float = 1.0
-    ) -> Iterator[types_pb2.Task]:
-        """Flame's WatchTask: send the task whenever its state differs from the state at
-        subscription or is terminal; end right after the terminal one.  Unlike Flame, a task
-        that disappears (its application unregistered) or a runtime that stops ends the stream
-        with an error, so no client waits forever."""
+    def watch(self, session_id: str, task_id: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` (under the store's lock: it must only signal) whenever the task may have
+        changed or gone; return the function that stops it. Raises if the task is unknown."""
         tid = _parse_task_id(task_id)
         with self.lock:
-            watched = self._task(session_id, tid)
-            if watched.changed is None:
-                watched.changed = threading.Condition(self.lock)
-            changed = watched.changed
-            initial = watched.state
-        last = initial
-        while True:
+            task = self._task(session_id, tid)
+            task.watchers.append(wake)
+
+        def unwatch() -> None:
             with self.lock:
-                while True:
-                    if self.closed:
-                        raise unavailable("the flame-local runtime is shutting down")
-                    task = self._task(session_id, tid)
-                    if task.state != last or task.state.terminal:
-                        break
-                    if not is_active():
-                        return
-                    changed.wait(poll)
-                last = task.state
-                proto = task.to_proto()
-            yield proto
-            if last.terminal:
-                return
+                if wake in task.watchers:
+                    task.watchers.remove(wake)
+
+        return unwatch
+
+    def watched(self, session_id: str, task_id: str) -> tuple[TaskState, types_pb2.Task] | None:
+        """The task as WatchTask sends it (no events but the stored ones), None once it is gone."""
+        tid = _parse_task_id(task_id)
+        with self.lock:
+            if self.closed:
+                raise unavailable("the flame-local runtime is shutting down")
+            ssn = self.sessions.get(session_id)
+            task = ssn.tasks.get(tid) if ssn is not None else None
+            return None if task is None else (task.state, task.to_proto(events=False))
 
     # -- executor side ----------------------------------------------------------------------------
     def take_task(
@@ -327,11 +344,17 @@ class Store:
             self._set_state(ssn, task, TaskState.SUCCEED if ok else TaskState.FAILED, message)
         self._on_change()
 
-    def _set_state(self, ssn: Session, task: Task, state: TaskState, message: str | None = None) -> None:
+    def _set_state(
+        self, ssn: Session, task: Task, state: TaskState, message: str | None = None, *, event: bool = True
+    ) -> None:
         ssn.counts[task.state] -= 1
         ssn.counts[state] += 1
         task.state = state
-        if state == TaskState.RUNNING:
+        task.stored_events = []  # Flame replaces the stored task on every update
+        if not event:
+            if state.terminal:
+                task.completion_time_ms = now_ms()
+        elif state == TaskState.RUNNING:
             task.events.append(Event(1, "Task state was updated to <Running>"))
         elif state.terminal:
             task.completion_time_ms = now_ms()
@@ -339,8 +362,7 @@ class Store:
                 task.events.append(Event(3, message or "Task failed with state <Failed>"))
             else:
                 task.events.append(Event(int(state), f"Task was completed with state <{state.name.title()}>"))
-        if task.changed is not None:
-            task.changed.notify_all()
+        self._wake_watchers((task,))
 
     def session_demand(self) -> list[tuple[Session, apps.Application]]:
         """Open sessions with their application, for the scheduler (called under no lock)."""
@@ -374,18 +396,3 @@ class Store:
     def _check_open(self) -> None:
         if self.closed or self.draining:
             raise unavailable("the flame-local runtime is shutting down")
-
-
-def _parse_task_id(task_id: str) -> int:
-    try:
-        tid = int(task_id)
-    except (TypeError, ValueError):
-        raise invalid("invalid task id") from None
-    if tid < 1:
-        raise invalid("invalid task id")
-    return tid
-
-
-def _check_session_id(session_id: str) -> None:
-    if not session_id:
-        raise invalid("invalid session id: it cannot be empty")

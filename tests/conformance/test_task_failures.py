@@ -49,7 +49,9 @@ def test_failed_task_state_and_failed_event_with_the_exception_text(app: str) ->
 def test_invoke_of_a_failing_task_raises(app: str) -> None:
     ssn = flamepy.create_session(application=app)
     try:
-        with pytest.raises(Exception, match="conformance failure in task"):
+        # Flame v0.6.0's WatchTask carries no events (controller/mod.rs watch_task), so flamepy's
+        # invoke has no message; the stored failure event is checked above (GetTask).
+        with pytest.raises(Exception, match="^Task failed without error message"):
             ssn.invoke(request("x", fail=True))
     finally:
         ssn.close()

@@ -113,10 +113,15 @@ def test_instance_sigkilled_mid_task_ten_times_through_the_magics(kernel: Kernel
 
 
 def test_instance_exiting_during_session_enter_is_a_clear_error(kernel: KernelSession, runtime) -> None:
+    runtime.store.fail_unbindable_tasks = True  # RuntimeSettings' opt-in; Flame leaves the call pending
     kernel.run("%flame_service doomed = Doomed")
     sid = kval(kernel, "doomed.session_id")
     t = time.monotonic()
-    state, error = kval(kernel, "f = doomed.ping()\n[f.wait(90), (f.state, str(f.error))]", timeout=120)[1]
+    try:
+        code = "f = doomed.ping()\n[f.wait(90), (f.state, str(f.error))]"
+        state, error = kval(kernel, code, timeout=120)[1]
+    finally:
+        runtime.store.fail_unbindable_tasks = False
     elapsed = time.monotonic() - t
     assert state == "failed"
     assert f"no executor could be bound to session {sid} after 5 attempts" in error, error
