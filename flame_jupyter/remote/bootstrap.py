@@ -30,6 +30,7 @@ MODULES = (
     "runtime",
     "bootstrap",
     "reprs",
+    "failure",
     "channel",
     "chunks",
     "pickling",

@@ -18,13 +18,12 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .bootstrap import FILENAME_PREFIX, _boot_fn
+from .bootstrap import _boot_fn
+from .failure import encode
 from .reprs import estimate_size, mime_bundle
 from .runtime import _rt
 from .wire import (
     CALL_KWARG,
-    CANCELLED_MODULE,
-    CANCELLED_NAME,
     ENV_KWARG,
     STREAM_FORMAT,
     CallInfo,
@@ -36,7 +35,6 @@ from .wire import (
     Progress,
     Record,
     StreamHeader,
-    encode_failure,
     encode_record,
 )
 
@@ -339,6 +337,9 @@ def guarded(
         channel.finish(failed=True)
         raise _encoded_failure(exc, cancelled=channel.cancelled) from None
     _rt().channel = None
+    if isinstance(result, (types.GeneratorType, types.AsyncGeneratorType)):
+        channel.finish(failed=True)
+        raise _encoded_failure(_generator_error(result)) from None  # no traceback: no frame to show
     channel.finish(result)
     return result
 
@@ -348,29 +349,19 @@ class RemoteFailure(Exception):
 
 
 def _encoded_failure(exc: BaseException, cancelled: bool = False) -> RemoteFailure:
-    import traceback
-
-    if cancelled or isinstance(exc, Cancelled):
-        module, name, message, tb = CANCELLED_MODULE, CANCELLED_NAME, "cancelled by the user", ""
-    else:
-        module = type(exc).__module__ or ""
-        name = type(exc).__qualname__
-        message = str(exc)
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        tb = _trim_traceback(tb)
-    return RemoteFailure(encode_failure(module, name, message, tb))
+    """``exc`` as the one exception that leaves the executor (its text: :func:`.failure.encode`)."""
+    return RemoteFailure(encode(exc, cancelled=cancelled or isinstance(exc, Cancelled)))
 
 
-def _trim_traceback(tb: str) -> str:
-    """Drop frames of this package and of flamepy: the user's frames are what matters."""
-    lines = tb.splitlines(keepends=True)
-    out: list[str] = []
-    skip = False
-    for line in lines:
-        if line.startswith('  File "'):
-            skip = FILENAME_PREFIX in line or "/flamepy/" in line or "flame_jupyter/remote/" in line
-        elif not line.startswith("    "):
-            skip = False
-        if not skip:
-            out.append(line)
-    return "".join(out)
+def _generator_error(result: Any) -> TypeError:
+    """What a call that returned a generator fails with: which function, and what to do."""
+    name = getattr(result, "__qualname__", None) or type(result).__name__
+    try:
+        result.aclose() if isinstance(result, types.AsyncGeneratorType) else result.close()
+    except BaseException:  # noqa: BLE001 - closing is a courtesy
+        pass
+    return TypeError(
+        f"{name}() returned a generator, which cannot travel back to the notebook (its items do not "
+        "exist yet): return a list instead (e.g. `return list(...)`), or report items while the call "
+        "runs with flame_jupyter.progress(done, total, message) or flame_jupyter.display(item)"
+    )

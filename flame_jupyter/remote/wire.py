@@ -13,7 +13,12 @@ Saved samples of each format live in ``tests/golden``; changing a format fails t
 from __future__ import annotations
 
 import base64
+import importlib
+import io
 import json
+import operator
+import pickle
+import sys
 from enum import Enum
 from typing import Any, Literal, NamedTuple, TypedDict
 
@@ -204,35 +209,113 @@ ERROR_MARK_END = ">>"
 CANCELLED_MODULE = "flame_jupyter"
 CANCELLED_NAME = "Cancelled"
 
-
-class Failure(TypedDict):
-    """A remote exception: what travels between the markers (base64 JSON)."""
-
-    module: str
-    type: str  # qualified name
-    message: str
-    traceback: str
+#: Version of a :class:`Failure` record. Format 1 (no ``format`` key) had only the four keys of
+#: :class:`FailureCore`; readers still accept it.
+FAILURE_FORMAT = 2
 
 
-def encode_failure(module: str, name: str, message: str, traceback: str) -> str:
-    """The failure text: ``"<Type>: <message>"`` for any reader, then the marked record."""
-    record: Failure = {"module": module, "type": name, "message": message, "traceback": traceback}
+class FailureCore(TypedDict):
+    """What every failure record has (format 1 had only this)."""
+
+    module: str  # the remote type's module ("builtins", "json.decoder", "__main__", ...)
+    type: str  # its qualified name
+    message: str  # str() of the exception
+    traceback: str  # the formatted remote traceback, package frames dropped
+
+
+class Failure(FailureCore, total=False):
+    """A remote exception: what travels between the markers (base64 JSON).
+
+    Binary fields are base64 of :func:`dumps_by_name` bytes (``""``: did not pickle). Chained
+    and grouped exceptions are records of their own (their own ``traceback`` without the chain).
+    """
+
+    format: int  # FAILURE_FORMAT
+    bases: list[str]  # "module:qualname" of the type's MRO after itself, up to BaseException
+    pickle: str  # the exception itself (args and __dict__; no traceback, no chain)
+    args: str  # its args alone
+    args_repr: list[str]  # repr() of each arg, always
+    attributes: dict[str, str]  # name -> pickled value: __dict__, __slots__ and C-level fields
+    attribute_reprs: dict[str, str]  # name -> repr() of every attribute, pickled or not
+    notes: list[str]  # __notes__
+    cause: Failure | None  # __cause__
+    context: Failure | None  # __context__
+    suppress_context: bool  # __suppress_context__ (``raise ... from``)
+    members: list[Failure]  # a BaseExceptionGroup's exceptions
+
+
+def encode_failure(module: str, name: str, message: str, traceback: str, **extra: Any) -> str:
+    """The failure text: ``"<Type>: <message>"`` for any reader, then the marked record.
+
+    Without ``extra`` this is the format-1 record (four keys); :mod:`.failure` passes the rest.
+    """
+    record: dict[str, Any] = {"module": module, "type": name, "message": message, "traceback": traceback}
+    record.update(extra)
     blob = base64.b64encode(json.dumps(record).encode()).decode()
     return f"{name}: {message}{ERROR_MARK_START}{blob}{ERROR_MARK_END}"
 
 
 def decode_failure(text: str) -> Failure | None:
-    """The record inside a failure text (``None``: no or a damaged record)."""
-    start = text.find(ERROR_MARK_START)
-    if start < 0:
-        return None
-    end = text.find(ERROR_MARK_END, start + len(ERROR_MARK_START))
-    if end < 0:
-        return None
+    """The record inside a failure text (``None``: no or a damaged record). Never raises."""
     try:
-        return json.loads(base64.b64decode(text[start + len(ERROR_MARK_START) : end]))
-    except (ValueError, TypeError):
+        start = text.find(ERROR_MARK_START)
+        if start < 0:
+            return None
+        end = text.find(ERROR_MARK_END, start + len(ERROR_MARK_START))
+        if end < 0:
+            return None
+        record = json.loads(base64.b64decode(text[start + len(ERROR_MARK_START) : end]))
+    except Exception:  # noqa: BLE001 - any damage: not a record
         return None
+    return record if isinstance(record, dict) else None
+
+
+class _Module:
+    """A module by name, inside a pickle: loaded with ``importlib.import_module``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _ByName(pickle.Pickler):
+    """Pickles a class that pickle cannot find by name as ``attrgetter(qualname)(import_module(module))``.
+
+    A notebook class exists on both ends under ``__main__`` but is not the same object, so
+    pickle's own by-reference check refuses it; by name, the kernel gets *its* class back. Only
+    stdlib callables end up in the bytes (the other end may not have this package's name).
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _Module):
+            return importlib.import_module, (obj.name,)
+        if isinstance(obj, type) and not _importable(obj):
+            return operator.attrgetter(obj.__qualname__), (_Module(obj.__module__),)
+        return NotImplemented
+
+
+def _importable(cls: type) -> bool:
+    """``cls`` is what its module and qualified name lead to here (pickle's own way works)."""
+    obj: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is cls
+
+
+def dumps_by_name(obj: Any) -> str:
+    """base64 of ``obj`` pickled with classes by name ("": it does not pickle)."""
+    buf = io.BytesIO()
+    try:
+        _ByName(buf, protocol=5).dump(obj)
+    except Exception:  # noqa: BLE001 - unpicklable (a lock, a refusing __reduce__, ...)
+        return ""
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def loads_by_name(blob: str) -> Any:
+    """The object of a :func:`dumps_by_name` blob (raises whatever unpickling raises)."""
+    return pickle.loads(base64.b64decode(blob))
 
 
 # --------------------------------------------------------------------------- map chunks

@@ -6,7 +6,7 @@ Each sample is what one end of the kernel <-> executor protocol writes today, ma
 code of that end: a payload state and a per-call env (kernel: the capture engine), the call info
 (kernel: :mod:`flame_jupyter.calls`), one call record of each kind and the stream header
 (executor: :mod:`flame_jupyter.remote.channel`), and failures of a few exception types (executor:
-``guarded``). ``test_golden_wire.py`` decodes them with the current code, so a change of either
+``guarded``; format 2, ``failure2_*.txt``; the format-1 ``failure_*.txt`` are kept as they were). ``test_golden_wire.py`` decodes them with the current code, so a change of either
 end that the other end would not read fails a test. Samples are plain pickles (protocol 5) of
 dicts, tuples, bytes and strings: nothing in them names a flame_jupyter class.
 """
@@ -113,23 +113,80 @@ class NotebookError(Exception):
     """An exception class defined in a notebook (``__main__``), unknown to the kernel's modules."""
 
 
-NotebookError.__module__ = "__main__"
+class LockedError(Exception):
+    """A notebook exception with an attribute that does not pickle."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        import threading
+
+        self.lock = threading.Lock()
+        self.detail = "kept"
+
+
+class KwOnlyError(Exception):
+    """A notebook exception whose ``__init__`` takes keyword-only arguments."""
+
+    def __init__(self, *, code: int) -> None:
+        super().__init__(f"code {code}")
+        self.code = code
+
+
+for _cls in (NotebookError, LockedError, KwOnlyError):
+    _cls.__module__ = "__main__"
+
+
+def _raise_chained() -> None:
+    try:
+        try:
+            {}["inner"]
+        except KeyError as e:
+            raise ValueError("middle") from e
+    except ValueError:
+        raise RuntimeError("outer")  # noqa: B904 - the implicit __context__ is the point
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def failure_samples() -> dict[str, str]:
+    """Format-2 failures as the executor writes them today (``failure2_*.txt``).
+
+    The format-1 samples (``failure_*.txt``, four keys) were written by the encoder before
+    format 2; they are kept as they are, and the kernel must go on reading them.
+    """
+    import json
+    import subprocess
+    import sys as _sys
+
     from flame_jupyter.remote.channel import Cancelled, _encoded_failure
 
-    def fail(exc: BaseException) -> str:
+    def fail(make: Any) -> str:
         try:
-            raise exc
+            make()
         except BaseException as raised:  # noqa: BLE001
             return str(_encoded_failure(raised))
+        raise AssertionError("did not raise")
 
+    import builtins
+
+    eg = builtins.ExceptionGroup  # Python 3.11+, as the samples' Python
+    group = eg("outer", [ValueError("v1"), eg("inner", [KeyError("k"), TypeError("t")])])
+    called = subprocess.CalledProcessError(3, ["sh", "-c", "exit 3"], output="out\n", stderr="err\n")
     return {
-        "failure_value_error.txt": fail(ValueError("bad input 7")),
-        "failure_key_error.txt": fail(KeyError("missing")),
-        "failure_notebook_error.txt": fail(NotebookError("custom")),
-        "failure_cancelled.txt": fail(Cancelled()),
+        "failure2_value_error.txt": fail(lambda: _raise(ValueError("bad input 7"))),
+        "failure2_key_error.txt": fail(lambda: {}["missing"]),
+        "failure2_notebook_error.txt": fail(lambda: _raise(NotebookError("custom"))),
+        "failure2_cancelled.txt": fail(lambda: _raise(Cancelled())),
+        "failure2_json_decode.txt": fail(lambda: json.loads("{bad json")),
+        "failure2_file_not_found.txt": fail(lambda: open("/nonexistent-flame-dir/data.csv")),
+        "failure2_called_process.txt": fail(lambda: _raise(called)),
+        "failure2_group.txt": fail(lambda: _raise(group)),
+        "failure2_chained.txt": fail(_raise_chained),
+        "failure2_system_exit.txt": fail(lambda: _sys.exit(3)),
+        "failure2_locked.txt": fail(lambda: _raise(LockedError("locked out"))),
+        "failure2_kwonly.txt": fail(lambda: _raise(KwOnlyError(code=5))),
     }
 
 

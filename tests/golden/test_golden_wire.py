@@ -151,15 +151,17 @@ def test_saved_cancel_decodes_to_cancelled() -> None:
 
 
 @pytest.mark.parametrize("name", ["value_error", "key_error", "notebook_error", "cancelled"])
-def test_the_executor_encodes_failures_as_saved(name: str) -> None:
+def test_saved_format1_failures_keep_their_shape(name: str) -> None:
+    """Format 1 (before ``FAILURE_FORMAT`` 2): four keys, still what ``encode_failure`` writes bare."""
     text = failure(name)
     record = wire.decode_failure(text)
-    assert record is not None and set(record) == keys(wire.Failure)[1]
+    assert record is not None and set(record) == keys(wire.FailureCore)[1]
     assert (
         wire.encode_failure(record["module"], record["type"], record["message"], record["traceback"]) == text
     )
-    today = wire.decode_failure(generate.failure_samples()[f"failure_{name}.txt"])
-    assert today is not None
-    assert {k: v for k, v in today.items() if k != "traceback"} == {
-        k: v for k, v in record.items() if k != "traceback"
+    today = wire.decode_failure(generate.failure_samples()[f"failure2_{name}.txt"])
+    assert today is not None and today["format"] == wire.FAILURE_FORMAT
+    assert {k: today[k] for k in ("module", "type", "message")} == {  # type: ignore[literal-required]
+        k: record[k]  # type: ignore[literal-required]
+        for k in ("module", "type", "message")
     }
