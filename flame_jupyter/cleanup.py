@@ -17,8 +17,12 @@ every ``%load_ext``).
 
 from __future__ import annotations
 
+import atexit
 import re
+import sys
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,3 +300,41 @@ def cleanup_leftovers(dry_run: bool = False, *, quiet: bool = False, out: Any = 
     if report.problems:
         print(report.failure_message(), file=sys.stderr)
     return report
+
+
+# -- at exit ----------------------------------------------------------------------------------------
+_open_runners: weakref.WeakSet[Any] = weakref.WeakSet()
+_exit_hook = False
+
+
+def close_at_exit(runner: Any) -> None:
+    """Close ``runner`` when the process ends, unless it was closed before.
+
+    The close runs when the main thread ends, before Python joins the other threads: flamepy's
+    watch threads wait for their tasks, so a cleanup left to ``atexit`` would wait for running
+    calls (forever, for a loop) instead of cancelling them (kernel restart/exit, Ctrl-C in a
+    script). It is registered after flamepy's thread pool, so it runs before that pool's join.
+    """
+    global _exit_hook
+    _open_runners.add(runner)
+    if _exit_hook:
+        return
+    _exit_hook = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_close_open_runners)
+        except RuntimeError:  # already shutting down: atexit below still runs
+            pass
+
+
+@atexit.register
+def _close_open_runners() -> None:
+    """Close every Runner still open; say what failed (never raise at exit)."""
+    for runner in list(_open_runners):
+        if getattr(runner, "closed", True):
+            continue
+        try:
+            runner.close()
+        except Exception as e:  # noqa: BLE001 - interpreter shutdown
+            print(f"flame_jupyter: at exit, Runner {runner.name!r}: {e}", file=sys.stderr)

@@ -19,14 +19,11 @@ return :class:`~flame_jupyter.futures.ObjectFuture` (state, output, progress, ca
 from __future__ import annotations
 
 import asyncio
-import atexit
 import getpass
 import os
 import re
-import sys
 import threading
 import uuid
-import weakref
 from typing import Any
 
 from flame_jupyter import _flamepy, cleanup, identity
@@ -114,8 +111,7 @@ class Runner:
         self._closed = False
         self._offloaded: dict[str, Any] = {}
         self._offload_lock = threading.Lock()
-        _open_runners.add(self)
-        _close_before_threads_join()
+        cleanup.close_at_exit(self)
 
     def service(
         self,
@@ -204,19 +200,15 @@ class Runner:
             release=True,
             timeout=timeout,
         )
-        failed = set(report.failed_sessions)
         for sid, fp in ids.items():
-            if sid not in failed:
+            if sid not in report.failed_sessions:
                 registry.close_service(sid)
-                for svc in self.services:
-                    if svc._fp is fp:
-                        svc.closed = True
+                for svc in [s for s in self.services if s._fp is fp]:
+                    svc.closed = True
                 forget(self, fp)
-        if report.failed_sessions:
-            report.raise_if_failed()
-        self._closed = True
-        _flamepy.disown(self._runner)  # flamepy's own close would delete other Runners' objects
-        _open_runners.discard(self)
+        if not report.failed_sessions:
+            self._closed = True
+            _flamepy.disown(self._runner)  # flamepy's own close would delete other Runners' objects
         report.raise_if_failed()
 
     def __enter__(self) -> Runner:
@@ -356,37 +348,6 @@ def forget(runner: Runner, flamepy_service: Any) -> None:
     """Drop a closed service from the Runner's books (and flamepy's)."""
     _flamepy.forget_service(runner._runner, flamepy_service)
     runner.services = [s for s in runner.services if getattr(s, "_fp", None) is not flamepy_service]
-
-
-_open_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
-_exit_hook = False
-
-
-def _close_before_threads_join() -> None:
-    """Close open Runners when the main thread ends, before Python joins the other threads:
-    flamepy's watch threads wait for their tasks, so a cleanup left to ``atexit`` would wait
-    for running calls (forever, for a loop) instead of cancelling them (kernel restart/exit,
-    Ctrl-C in a script). Registered after flamepy's thread pool, so it runs before its join."""
-    global _exit_hook
-    if _exit_hook:
-        return
-    _exit_hook = True
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_close_open_runners)
-        except RuntimeError:  # already shutting down: atexit below still runs
-            pass
-
-
-@atexit.register
-def _close_open_runners() -> None:
-    """Interpreter exit (a script's end, Ctrl-C): close every Runner still open, say what failed."""
-    for runner in list(_open_runners):
-        try:
-            runner.close()
-        except Exception as e:  # noqa: BLE001 - interpreter shutdown: report, never raise
-            print(f"flame_jupyter: at exit, Runner {runner.name!r}: {e}", file=sys.stderr)
 
 
 class AsyncRunner:
