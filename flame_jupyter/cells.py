@@ -20,8 +20,16 @@ class CellFuture(ObjectFuture):
     """The future of a ``%%flame`` cell: ``get()`` is the value of the cell's last expression;
     ``outputs`` are the names the cell was asked to send back (``-o``)."""
 
+    bound_names: tuple[str, ...] = ()  # the cell's -o names (its view lists them)
+
     def get(self, timeout: float | None = None) -> Any:
         return self._cell_result(timeout)["value"]
+
+    @property
+    def loaded_result(self) -> Any:
+        """The cell's value once fetched (never the internal value/outputs record)."""
+        record = ObjectFuture.loaded_result.fget(self)  # type: ignore[attr-defined]
+        return record["value"] if isinstance(record, dict) and "value" in record else record
 
     @property
     def outputs(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as _wait_futures
+from contextlib import suppress
 from typing import Any
 
 from flamepy.runner.runner import ObjectFuture as _FlamepyObjectFuture
@@ -144,6 +145,9 @@ class ObjectFuture(_FlamepyObjectFuture):
 
             self._result = fetch(super().ref())
             self._result_loaded = True
+            from flame_jupyter.display.figures import adopt_figures
+
+            adopt_figures(self._result)  # a figure renders once, as this value
         return self._result
 
     def ref(self) -> Any:
@@ -189,18 +193,32 @@ class ObjectFuture(_FlamepyObjectFuture):
         drain(self._fs, only_if_observed=True)
 
     def __await__(self) -> Any:
-        """``await future`` waits without blocking the event loop and returns the future, done
-        (RFE280: ``res = await svc(1, 2); res.get()``)."""
+        """``await future``: the future, done, ``get()`` instant (RFE280: ``res = await svc(1, 2);
+        res.get()``); raises the remote error like ``get()``. Cancelling the awaiting task
+        (``asyncio.wait_for`` timing out) cancels the remote work."""
+        return self._awaited().__await__()
+
+    async def _awaited(self) -> ObjectFuture:
         import asyncio
 
-        async def _done() -> ObjectFuture:
-            try:
-                await asyncio.wrap_future(self._future)
-            except Exception:  # noqa: BLE001 - the error is raised by get()
-                pass
-            return self
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
 
-        return _done().__await__()
+        def settled(_f: Any) -> None:
+            with suppress(RuntimeError):  # the loop was closed meanwhile: nobody awaits any more
+                loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+
+        self._future.add_done_callback(settled)  # not wrap_future: its cancel would reach flamepy's future
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        self._settle()
+        if self._fs.error is not None:
+            raise self._fs.error
+        await asyncio.to_thread(self.get)  # fetched here, off the loop: get() is then instant
+        return self
 
     # -- cancel ------------------------------------------------------------------------------------
     def cancel(self) -> bool:
@@ -249,6 +267,13 @@ class ObjectFuture(_FlamepyObjectFuture):
         """``(stream, text)`` pairs printed remotely, in arrival order."""
         self._read_output_on_access()
         return self._fs.output
+
+    @property
+    def text(self) -> str:
+        """The printed output as one text, ``\\r`` applied (a tqdm bar is its last state)."""
+        from flame_jupyter.display.terminal import apply_cr
+
+        return apply_cr("".join(text for _, text in self.output))
 
     @property
     def displays(self) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, CFloat, Int, Unicode
 
 from flame_jupyter.capture import CaptureError
+from flame_jupyter.display.terminal import squeeze
 from flame_jupyter.errors import FlameJupyterError
 from flame_jupyter.future_state import state_of
 
@@ -256,7 +257,7 @@ class FlameMagics(Magics):
             raise UsageError("--timeout must be a positive number of seconds")
         shell = self.shell
         source = shell.transform_cell(cell) if shell is not None else cell
-        count = getattr(shell, "execution_count", 0)
+        count = _cell_number(shell)
         label = label or (f"%%flame In[{count}]" if count else "%%flame")
         try:
             captured = self.runner.capturer.capture_cell(
@@ -271,6 +272,7 @@ class FlameMagics(Magics):
         except SyntaxError as e:
             raise UsageError(f"%%flame: the cell has a syntax error: {e}") from None
         fut = self._cell_service(session, resources).run(captured, label=label)
+        fut.bound_names = tuple(outputs)
         if outputs:
             ns = shell.user_ns
             state_of(fut).add_finish_hook(lambda f: _bind_outputs(f, ns))  # bound before get()/wait() return
@@ -287,7 +289,15 @@ class FlameMagics(Magics):
         return fut
 
     def _wait(self, fut: Any) -> None:
-        """Wait for a blocking cell, streaming its output into the cell; interrupt cancels."""
+        """Wait for a blocking cell, streaming its output into the cell; interrupt cancels.
+
+        The one rule: remote output (print, tqdm, displays, plots) streams into the cell as it
+        would locally, in order; with widgets, the future's live widget is shown at submission (a
+        display handle: queued, waiting, running, progress, Cancel) and does not repeat that
+        output. At the end the live view is emptied: the cell's value (the same future, final) or
+        its error is the one result below the output.
+        """
+        handle = self._live_handle(fut)
         printed = displayed = 0
         try:
             while not fut.wait(0.1):
@@ -295,14 +305,36 @@ class FlameMagics(Magics):
         except KeyboardInterrupt:
             fut.cancel()
             print("flame_jupyter: interrupted; the remote work was asked to stop.", file=sys.stderr)
+            _end_live(handle)
             raise
         self._stream(fut, printed, displayed)  # wait() read the records that came with the end
+        if handle is not None and fut.error is None:
+            from flame_jupyter.widgets.preview import fetch_preview
+
+            fetch_preview(fut)  # a small result (<= 1 MiB) is in the final view and saved fallback
+        _end_live(handle)
+
+    def _live_handle(self, fut: Any) -> Any:
+        """Display the future's live widget with a display id (None when widgets are off)."""
+        if self.shell is None or getattr(self.shell, "kernel", None) is None:
+            return None
+        from flame_jupyter.views import WIDGET_MIME, future_mimebundle
+
+        if self.stream_output:
+            fut.output_echoed = True  # its views leave the output to the cell
+        bundle = future_mimebundle(fut)
+        if WIDGET_MIME not in bundle:
+            fut.output_echoed = False
+            return None
+        from IPython.display import display
+
+        return display(bundle, raw=True, display_id=True)
 
     def _stream(self, fut: Any, printed: int, displayed: int) -> tuple[int, int]:
         if not self.stream_output:
             return printed, displayed
         for stream, text in fut.output[printed:]:
-            (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+            (sys.stderr if stream == "stderr" else sys.stdout).write(squeeze(text))
         for bundle in fut.displays[displayed:]:
             from IPython.display import display
 
@@ -368,15 +400,17 @@ class FlameMagics(Magics):
         if args.list:
             return self._list_services()
         if args.close_all:
-            for name in list(self.services):
-                self._close_service(name)
+            names = list(self.services)
+            removed = [name for name in names if self._close_service(name)]
+            print(_closed_message(names, removed) if names else "flame_jupyter: no services to close")
             return None
         if args.close:
             if args.close not in self.services:
                 raise UsageError(
                     f"%flame_service --close: no service named {args.close!r} (see %flame_service --list)"
                 )
-            self._close_service(args.close)
+            removed = self._close_service(args.close)
+            print(_closed_message([args.close], [args.close] if removed else []))
             return None
         if m is None:
             raise UsageError(_SERVICE_USAGE)
@@ -416,13 +450,16 @@ class FlameMagics(Magics):
         self.shell.user_ns[name] = svc
         return None
 
-    def _close_service(self, name: str) -> None:
+    def _close_service(self, name: str) -> bool:
+        """Close the service bound to ``name``; True if its notebook variable was removed."""
         svc = self.services.pop(name)
         try:
             svc.close()
         finally:
-            if self.shell.user_ns.get(name) is svc:
+            removed = self.shell.user_ns.get(name) is svc
+            if removed:
                 del self.shell.user_ns[name]
+        return removed
 
     def _list_services(self) -> None:
         if not self.services:
@@ -565,6 +602,15 @@ def _bind_outputs(fut: Any, ns: dict[str, Any]) -> None:
             print(f"flame_jupyter: could not bind -o names: {e}", file=sys.stderr)
 
 
+def _end_live(handle: Any) -> None:
+    """Empty a blocking cell's live view: its value or error below the output is the result."""
+    if handle is not None:
+        try:
+            handle.update({"text/plain": ""}, raw=True)
+        except Exception:  # noqa: BLE001 - the cell's own result matters more
+            pass
+
+
 def _cancel_after(fut: Any, timeout: float) -> None:
     def fire() -> None:
         if not fut.done():
@@ -577,8 +623,27 @@ def _cancel_after(fut: Any, timeout: float) -> None:
     fut.add_done_callback(lambda f: timer.cancel())
 
 
+def _cell_number(shell: Any) -> int:
+    """The ``In[N]`` of the running cell: IPython counts the next cell as soon as one starts, so
+    the running cell's number is the one its ``ExecutionResult`` carries."""
+    running = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    number = getattr(running, "execution_count", None)
+    if isinstance(number, int) and number > 0:
+        return number
+    return int(getattr(shell, "execution_count", 0) or 0)
+
+
 def _unquote(text: str | None) -> str | None:
     """IPython splits magic arguments without removing quotes: ``--label "two words"``."""
     if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         return text[1:-1]
+    return text
+
+
+def _closed_message(closed: list[str], removed: list[str]) -> str:
+    """What ``--close`` / ``--close-all`` did, including the notebook variables they removed."""
+    text = "flame_jupyter: closed " + ", ".join(closed)
+    if removed:
+        plural = "s" if len(removed) > 1 else ""
+        text += f"; removed the notebook variable{plural} " + ", ".join(removed)
     return text

@@ -123,7 +123,10 @@ def future_mimebundle(future: ViewedFuture) -> dict[str, Any]:
         try:
             from flame_jupyter.widgets.future_widget import widget_for
 
-            return widget_for(future)._repr_mimebundle_()
+            bundle = widget_for(future)._repr_mimebundle_()
+            if future.known_state in TERMINAL:  # the fallbacks a saved notebook keeps: final, now
+                bundle.update(static_bundle(future))
+            return bundle
         except Exception:  # noqa: BLE001 - a broken widget stack must not hide the future
             log.exception("flame_jupyter: the future widget failed; showing a static view")
     return static_bundle(future)

@@ -13,6 +13,7 @@ from typing import Any
 
 from flame_jupyter.display.bundles import bundle_html
 from flame_jupyter.display.states import COLORS, DONE, TERMINAL_STATES
+from flame_jupyter.display.terminal import plain
 
 
 def _where(view: Mapping[str, Any]) -> list[str]:
@@ -47,7 +48,7 @@ def snapshot_text(view: Mapping[str, Any]) -> str:
         lines.append(f"progress: {_progress_text(view['progress'])}")
     chunks = view.get("output") or []
     if chunks:
-        text = "".join(t for _, t in chunks)
+        text = plain("".join(t for _, t in chunks))
         tail = text.splitlines()[-10:]
         lines.append("output (last lines):")
         lines.extend("  " + line for line in tail)
@@ -58,6 +59,8 @@ def snapshot_text(view: Mapping[str, Any]) -> str:
             lines.append("result: " + (body if "\n" not in body else "\n" + body))
         elif view.get("result_info"):
             lines.append(f"result: {view['result_info']}")
+        if view.get("bound"):
+            lines.append("bound in the notebook (-o): " + ", ".join(view["bound"]))
     if view.get("error_type") or view.get("error_message"):
         lines.append(f"{view.get('error_type') or 'Error'}: {view.get('error_message', '')}")
         if view.get("error_traceback"):
@@ -90,7 +93,8 @@ def snapshot_html(view: Mapping[str, Any]) -> str:
     chunks = view.get("output") or []
     if chunks:
         body = "".join(
-            f'<span style="color:#c62828">{e(t)}</span>' if s == "stderr" else e(t) for s, t in chunks
+            f'<span style="color:#c62828">{e(plain(t))}</span>' if s == "stderr" else e(plain(t))
+            for s, t in chunks
         )
         dropped = view.get("output_dropped") or 0
         more = f"… {dropped} earlier characters\n" if dropped else ""
@@ -100,6 +104,10 @@ def snapshot_html(view: Mapping[str, Any]) -> str:
         info = view.get("result_info") or ""
         if info:
             parts.append(f"<div><small>{e(str(info))}</small></div>")
+        if view.get("bound"):
+            parts.append(
+                f"<div><small>bound in the notebook (-o): {e(', '.join(view['bound']))}</small></div>"
+            )
         parts.append(bundle_html(result))
     if view.get("error_type") or view.get("error_message"):
         parts.append(

@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 from flame_jupyter.display.bundles import PLAIN_CHARS, result_info, rich_bundle, trim_bundle
 from flame_jupyter.display.protocol import ViewedFuture
 from flame_jupyter.display.states import CANCELLED, DONE, FAILED
+from flame_jupyter.display.terminal import squeeze
 
 OUTPUT_TAIL_CHARS = 6_000  # stdout/stderr kept in a view (the tail)
 TRACEBACK_CHARS = 20_000
@@ -36,7 +37,9 @@ class FutureView(TypedDict):
     output_dropped: int  # characters before the tail
     displays: list[dict[str, Any]]  # the last rich displays of the remote code
     result: dict[str, Any]  # trimmed mime bundle of the result
-    result_info: str  # "DataFrame · 12.0 KB"
+    result_info: str  # "DataFrame 4×3", "None", "int"
+    bound: list[str]  # the names a ``%%flame -o`` cell binds in the notebook
+    echoed: bool  # a blocking cell streamed the output into the cell: the view leaves it out
     error_type: str
     error_message: str
     error_traceback: str
@@ -58,7 +61,8 @@ def future_view(
     the caller keeps count (otherwise it is summed here).
     """
     state = future.known_state
-    output = future.output
+    echoed = bool(getattr(future, "output_echoed", False))
+    output = [] if echoed else future.output
     if output_total is None:
         output_total = sum(len(str(t)) for _, t in list(output))
     chunks, dropped = output_tail(output[-OUTPUT_TAIL_CHARS:], total=output_total)
@@ -77,9 +81,11 @@ def future_view(
         else [_number(progress[0]), _number(progress[1]), str(progress[2] or "")],
         "output": chunks,
         "output_dropped": dropped,
-        "displays": [trim_bundle(b) for b in list(future.displays)[-DISPLAYS_KEPT:]],
+        "displays": [] if echoed else [trim_bundle(b) for b in list(future.displays)[-DISPLAYS_KEPT:]],
         "result": {},
         "result_info": "",
+        "bound": [str(n) for n in getattr(future, "bound_names", ()) or ()],
+        "echoed": echoed,
         "error_type": "",
         "error_message": "",
         "error_traceback": "",
@@ -96,11 +102,23 @@ def future_view(
         elif future.result_loaded:  # the user already fetched it: free to show
             value = future.loaded_result
             view["result"] = rich_bundle(value)
-            view["result_info"] = type(value).__name__
+            view["result_info"] = type(value).__name__ if value is not None else "None"
     elif state in (FAILED, CANCELLED) and future.error is not None:
         view["error_type"], view["error_message"], view["error_traceback"] = error_fields(future.error)
     return view
 
+
+def describe(value: Any) -> str:
+    """A result's summary: ``None``, ``DataFrame 4×3``, ``ndarray 10×2 float64``, else its type name."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    shape = getattr(value, "shape", None)
+    if not (isinstance(shape, tuple) and shape and all(isinstance(n, int) for n in shape)):
+        return name
+    dtype = getattr(value, "dtype", None)
+    dims = "×".join(str(n) for n in shape)
+    return f"{name} {dims}" + (f" {dtype}" if dtype is not None else "")
 
 
 def error_fields(error: BaseException) -> tuple[str, str, str]:
@@ -113,8 +131,8 @@ def error_fields(error: BaseException) -> tuple[str, str, str]:
         tb = error.remote_traceback or ""
     else:
         message = str(error)
-        tb = ""
-        if "\n\nRemote traceback:\n" in message:
+        tb = getattr(error, "remote_traceback", "") or ""  # a remote error rebuilt as its own type
+        if not tb and "\n\nRemote traceback:\n" in message:
             message, tb = message.split("\n\nRemote traceback:\n", 1)
     if isinstance(error, CancelledError):
         etype = "Cancelled"
@@ -132,13 +150,14 @@ def output_tail(
     saves a pass over long outputs when the caller keeps count.
     """
     kept: list[list[str]] = []
-    size = 0
+    size = consumed = 0
     index = len(chunks) - 1
     while index >= 0 and size < limit:
-        stream, text = chunks[index]
-        text = str(text)
+        stream, raw = chunks[index]
+        text = squeeze(str(raw))  # a progress bar's overwritten states take no room
         part = text[-(limit - size) :]
         size += len(part)
+        consumed += len(str(raw)) if len(part) == len(text) else len(part)
         if kept and kept[0][0] == stream:
             kept[0][1] = part + kept[0][1]
         else:
@@ -146,7 +165,7 @@ def output_tail(
         index -= 1
     if total is None:
         total = sum(len(str(t)) for _, t in chunks)
-    return kept, max(0, total - size)
+    return kept, max(0, total - consumed)
 
 
 def _number(x: Any) -> float | int:

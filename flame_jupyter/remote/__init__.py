@@ -12,6 +12,7 @@ Modules, in the order they import each other (see ``docs/capture.md`` for what t
 - :mod:`.runtime` -- per-process state and fetched values;
 - :mod:`.bootstrap` -- how the package itself travels;
 - :mod:`.reprs` -- small rich representations (displays, previews) without IPython;
+- :mod:`.notebook_libs` -- matplotlib, tqdm and ``IPython.display`` report to the call;
 - :mod:`.failure` -- a failed call's exception described for the kernel to rebuild;
 - :mod:`.channel` -- one call's output, progress and cancel; ``progress``/``display``;
 - :mod:`.pickling` -- dill/cloudpickle bound to a notebook namespace;

@@ -30,6 +30,7 @@ MODULES = (
     "runtime",
     "bootstrap",
     "reprs",
+    "notebook_libs",
     "failure",
     "channel",
     "chunks",

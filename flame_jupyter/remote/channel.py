@@ -20,6 +20,7 @@ from typing import Any
 
 from .bootstrap import _boot_fn
 from .failure import encode
+from .notebook_libs import bundle_of, end_call, install_library_hooks
 from .reprs import estimate_size, mime_bundle
 from .runtime import _rt
 from .wire import (
@@ -89,7 +90,7 @@ def _api_display(*objs: Any, **kwargs: Any) -> None:
     """Show rich output (HTML, images, ...) of a remote call in the notebook cell."""
     ch = _current()
     for obj in objs:
-        bundle = mime_bundle(obj)
+        bundle = bundle_of(obj)
         if ch is not None:
             ch.add(Display("display", bundle))
         else:
@@ -325,6 +326,7 @@ def guarded(
     channel = None
     if isinstance(call, dict):
         _install_std_proxies()
+        install_library_hooks()
         channel = _CallChannel(call)
         _rt().channel = channel
         channel.start()
@@ -333,15 +335,25 @@ def guarded(
     try:
         result = fn(args, kwargs, env)
     except BaseException as exc:  # noqa: BLE001 - re-raised as a plain Exception below
+        _end_call(None)
         _rt().channel = None
         channel.finish(failed=True)
         raise _encoded_failure(exc, cancelled=channel.cancelled) from None
+    _end_call(result)
     _rt().channel = None
     if isinstance(result, (types.GeneratorType, types.AsyncGeneratorType)):
         channel.finish(failed=True)
         raise _encoded_failure(_generator_error(result)) from None  # no traceback: no frame to show
     channel.finish(result)
     return result
+
+
+def _end_call(result: Any) -> None:
+    """Figures left open are sent while the call's channel is still current (never fails the call)."""
+    try:
+        end_call(result)
+    except Exception:  # noqa: BLE001 - a figure that cannot draw must not fail the call
+        pass
 
 
 class RemoteFailure(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flame_jupyter.display.bundles import human_size, rich_bundle
+from flame_jupyter.display.future_view import describe
 from flame_jupyter.display.protocol import ViewedFuture
 
 FETCH_LIMIT = 1 << 20  # bytes: results larger than this are not fetched for a preview
@@ -72,4 +73,5 @@ def fetch_preview(future: ViewedFuture, limit: int | None = None) -> dict[str, A
         value = future.get()
     except Exception as e:  # noqa: BLE001
         return {"result": {}, "result_info": f"result could not be loaded here: {type(e).__name__}: {e}"}
-    return {"result": rich_bundle(value), "result_info": f"{type(value).__name__} · {human_size(size)}"}
+    info = describe(value) if value is None else f"{describe(value)} · {human_size(size)}"
+    return {"result": rich_bundle(value), "result_info": info}

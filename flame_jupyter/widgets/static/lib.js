@@ -38,6 +38,17 @@ function seconds(s, live) {
   return Math.floor(m / 60) + " h " + (m % 60) + " min";
 }
 
+// What a terminal shows: each line is what follows its last carriage return (tqdm redraws one line).
+function term(text) {
+  const s = String(text).replace(ANSI, "");
+  if (s.indexOf("\r") < 0) return s;
+  return s.replace(/\r\n/g, "\n").split("\n").map((line) => {
+    const parts = line.split("\r");
+    for (let i = parts.length - 1; i >= 0; i--) if (parts[i]) return parts[i];
+    return "";
+  }).join("\n");
+}
+
 function num(x) {
   return Number.isInteger(x) ? String(x) : (Math.round(x * 100) / 100).toString();
 }
@@ -97,10 +108,12 @@ function renderFuture(model, el) {
   prog.append(track, ptext);
   const out = h("pre", "fj-output");
   const displays = h("div", "fj-displays");
+  const echo = h("div", "fj-muted fj-echoed", "output: in this cell");
   const result = h("div", "fj-result");
   const rinfo = h("div", "fj-result-info");
+  const rbound = h("div", "fj-result-bound");
   const rbody = h("div", "fj-result-body");
-  result.append(rinfo, rbody);
+  result.append(rinfo, rbound, rbody);
   const error = h("div", "fj-error");
   const ehead = h("div", "fj-error-head");
   const etype = h("span", "fj-error-type");
@@ -111,7 +124,7 @@ function renderFuture(model, el) {
   const tbText = h("pre", "fj-traceback-text");
   tb.append(h("summary", null, "Remote traceback"), tbText);
   error.append(ehead, tb);
-  root.append(head, prog, out, displays, result, error);
+  root.append(head, prog, echo, out, displays, result, error);
   el.append(root);
 
   let base = 0, baseAt = performance.now(), live = false;
@@ -165,7 +178,7 @@ function renderFuture(model, el) {
       out.replaceChildren();
       if (dropped > 0) out.append(h("span", "fj-dropped", "… " + dropped + " earlier characters\n"));
       for (const [stream, text] of chunks) {
-        out.append(stream === "stderr" ? h("span", "fj-stderr", text.replace(ANSI, "")) : document.createTextNode(text.replace(ANSI, "")));
+        out.append(stream === "stderr" ? h("span", "fj-stderr", term(text)) : document.createTextNode(term(text)));
       }
       out.hidden = chunks.length === 0;
       if (atEnd) out.scrollTop = out.scrollHeight;
@@ -183,6 +196,10 @@ function renderFuture(model, el) {
       renderBundle(rbody, Object.keys(r).length ? r : null);
       rinfo.textContent = model.get(F.result_info) || "";
     }
+    echo.hidden = !model.get(F.echoed);
+    const names = model.get(F.bound) || [];
+    rbound.textContent = names.length ? "bound in the notebook (-o): " + names.join(", ") : "";
+    rbound.hidden = names.length === 0;
     result.hidden = !(s === S.DONE && (Object.keys(model.get(F.result) || {}).length || model.get(F.result_info)));
 
     etype.textContent = model.get(F.error_type) || "";
