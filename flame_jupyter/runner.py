@@ -22,7 +22,6 @@ import asyncio
 import getpass
 import os
 import re
-import threading
 import uuid
 from typing import Any
 
@@ -30,6 +29,7 @@ from flame_jupyter import _flamepy, cleanup, identity
 from flame_jupyter import futures as _futures
 from flame_jupyter.calls import CallChannel
 from flame_jupyter.capture import Captured, Capturer, FlameObjectStore
+from flame_jupyter.capture.arguments import TOO_LARGE_ADVICE, too_large
 from flame_jupyter.connection import ensure_connected
 from flame_jupyter.errors import FlameJupyterError, explain
 from flame_jupyter.failure_events import decoder as failure_decoder
@@ -37,7 +37,7 @@ from flame_jupyter.future_state import FutureState
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.maps import MapFuture, start_map
 from flame_jupyter.registry import ServiceInfo, registry
-from flame_jupyter.remote import cheap_digest
+from flame_jupyter.remote.wire import METHOD_KWARG
 from flame_jupyter.tracker import tracker
 
 
@@ -109,8 +109,6 @@ class Runner:
         self.capturer = capturer or Capturer(store=FlameObjectStore(key_prefix=self._shared_prefix))
         self.services: list[Service] = []
         self._closed = False
-        self._offloaded: dict[str, Any] = {}
-        self._offload_lock = threading.Lock()
         cleanup.close_at_exit(self)
 
     def service(
@@ -143,29 +141,6 @@ class Runner:
         svc = Service(self, captured, fp, name or captured.name)
         self.services.append(svc)
         return svc
-
-    def offload(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Large arguments go to the object cache once (by content) and travel as ObjectRefs,
-        which the stock runpy service resolves: task messages stay small (Flame caps them at
-        4 MiB) and a value passed again is not uploaded again."""
-        threshold = self.capturer.threshold
-
-        def conv(value: Any) -> Any:
-            digest = cheap_digest(value, threshold)
-            if digest is None:
-                return value
-            with self._offload_lock:
-                ref = self._offloaded.get(digest)
-                if ref is None:
-                    from flamepy.core import put_object
-
-                    ref = put_object(self._shared_prefix, value)
-                    self._offloaded[digest] = ref
-            return ref
-
-        return tuple(conv(a) for a in args), {k: conv(v) for k, v in kwargs.items()}
 
     # -- many futures ---------------------------------------------------------------------------------
     get = staticmethod(_futures.get)
@@ -274,20 +249,30 @@ class Service:
         """Send one call (one Flame task); the one execution path behind every call."""
         if self.closed:
             raise FlameJupyterError(f"service {self.name!r} is closed")
+        # Large arguments of any type go to the object cache once, by content (Flame caps a task
+        # message at 4 MiB); notebook code inside them travels with its globals.
         new_args, new_kwargs = self._captured.prepare_call(args, kwargs)
-        new_args, new_kwargs = self._runner.offload(new_args, new_kwargs)
-        target = self._fp if method is None else getattr(self._fp, method)
+        if method is not None and self.kind == "function":  # a method of a served callable instance
+            new_kwargs[METHOD_KWARG] = method
+            target = self._fp
+        else:
+            target = self._fp if method is None else getattr(self._fp, method)
         what = self.name if method is None else f"{self.name}.{method}"
-        return launch(
-            self._runner,
-            self._fp,
-            target,
-            new_args,
-            new_kwargs,
-            service=self.name,
-            label=label or what,
-            action=f"cannot submit a call to {self.name!r}",
-        )
+        try:
+            return launch(
+                self._runner,
+                self._fp,
+                target,
+                new_args,
+                new_kwargs,
+                service=self.name,
+                label=label or what,
+                action=f"cannot submit a call to {self.name!r}",
+            )
+        except FlameJupyterError as e:
+            if too_large(str(e)):
+                raise FlameJupyterError(f"{e}\n{TOO_LARGE_ADVICE}") from None
+            raise
 
     def close(self, timeout: float = cleanup.CLOSE_TIMEOUT) -> None:
         """Cancel the service's running and queued calls and close its session (waiting up to

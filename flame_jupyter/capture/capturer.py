@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import hashlib
 import inspect
 import sys
@@ -34,7 +35,6 @@ import uuid
 from typing import Any
 
 from flame_jupyter.remote import (
-    ARG_TAG,
     ENV_KWARG,
     RemoteFunction,
     RemoteInstance,
@@ -42,8 +42,9 @@ from flame_jupyter.remote import (
     make_remote_class,
 )
 
-from .env import CaptureDumper, CaptureRun, ObjectStore, Recorder, is_passthrough
-from .errors import CaptureError, error_for
+from .arguments import ArgumentEncoder
+from .env import CaptureRun, ObjectStore
+from .errors import CaptureError
 from .names import cell_free_names
 from .stores import FlameObjectStore, MemoryObjectStore
 
@@ -98,6 +99,14 @@ def _public_methods(obj: Any) -> list[str]:
         if isinstance(attr, (staticmethod, classmethod)) or callable(attr):
             out.append(name)
     return out
+
+
+def _callable_instance(obj: Any) -> bool:
+    """An object of a class with ``__call__`` (a model, a transformer): served as a function, its
+    public methods (inherited ones too) callable as well."""
+    return not (
+        inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, functools.partial)
+    ) and callable(obj)
 
 
 def _session_context(obj: Any) -> Any:
@@ -167,38 +176,27 @@ class Captured:
     def prepare_call(
         self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Arguments for one call of the service: env added, notebook objects encoded.
+        """Arguments for one call of the service: env added, arguments encoded.
 
-        Arguments containing notebook functions/classes (or local modules) are encoded with this
-        engine, so the executor rebuilds them against the same classes as the captured code.
+        Arguments are pickled with this engine (:mod:`.arguments`): notebook functions and
+        classes anywhere inside travel by value and the globals they use join the env; values at
+        least as big as the threshold go to the object store once per content, by reference.
         """
         kwargs = dict(kwargs or {})
         if ENV_KWARG in kwargs:
             raise TypeError(f"{ENV_KWARG} is reserved by flame_jupyter")
-        modules: dict[str, None] = {}
-
-        def encode(label: str, value: Any) -> Any:
-            if is_passthrough(value):
-                return value
-            rec = Recorder()
-            dumper = CaptureDumper(self._ns, rec, threshold=None)
-            try:
-                data = dumper.dump(value)
-            except CaptureError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise error_for([label], value, dumper.failed, exc) from None
-            if not rec.notebook and not rec.modules:
-                return value
-            modules.update(rec.modules)
-            return (ARG_TAG, data)
-
-        new_args = tuple(encode(f"argument {i}", a) for i, a in enumerate(args))
-        new_kwargs = {k: encode(f"argument {k!r}", v) for k, v in kwargs.items()}
-        env = self.env(extra_modules=modules)
-        if env is None and modules:
-            run = self._capturer._run(self._ns)
-            env = run.env([], run.modules(modules), {})
+        enc = ArgumentEncoder(self._capturer._run(self._ns))
+        new_args = tuple(enc.encode(f"argument {i}", a) for i, a in enumerate(args))
+        new_kwargs = {k: enc.encode(f"argument {k!r}", v) for k, v in kwargs.items()}
+        extra_seeds = [n for n in enc.names if n not in self._seeds]
+        if self.snapshot:
+            env = None
+            if enc.names or enc.modules:  # only what the arguments' code needs (the rest is frozen)
+                env, _ = self._capturer._build_env(self._ns, self.name, extra_seeds, list(enc.modules))
+        else:
+            env, _ = self._capturer._build_env(
+                self._ns, self.name, [*self._seeds, *extra_seeds], [*self._modules, *enc.modules]
+            )
         if env is not None:
             new_kwargs[ENV_KWARG] = env
         return new_args, new_kwargs
@@ -294,7 +292,7 @@ class Capturer:
         seeds = list(run.rec.queue)
         root_modules = list(run.rec.modules)
         extra: dict[str, Any] = {"session_context": _session_context(obj)}
-        if kind in ("class", "instance"):
+        if kind in ("class", "instance") or _callable_instance(obj):
             extra["methods"] = _public_methods(obj)
             extra["doc"] = inspect.getdoc(obj) if kind == "class" else None
         return self._finish(

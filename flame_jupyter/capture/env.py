@@ -70,8 +70,10 @@ class Recorder:
 class CaptureDumper(Dumper):
     """Client-side dumper: reports globals, modules, cell sources, blocked and large objects."""
 
-    def __init__(self, ns: dict[str, Any], rec: Recorder, *, threshold: int | None) -> None:
-        super().__init__(ns, threshold=threshold)
+    def __init__(
+        self, ns: dict[str, Any], rec: Recorder, *, threshold: int | None, buffer_callback: Any = None
+    ) -> None:
+        super().__init__(ns, threshold=threshold, buffer_callback=buffer_callback)
         self.rec = rec
         self._ns_name = ns.get("__name__", "__main__")
         self._pids: dict[int, tuple[Any, str | None]] = {}

@@ -25,6 +25,21 @@ class FlameObjectStore:
 
         return put_object(self.key_prefix, data)
 
+    def put_parts(self, key_hint: str, parts: list[memoryview]) -> Any:
+        """Put a pickled argument's parts without joining them: an Arrow table over the parts'
+        own memory, one ``large_binary`` row each (see :data:`~flame_jupyter.remote.wire.ARG_REF_TAG`)."""
+        import struct
+
+        import pyarrow as pa
+        from flamepy.core import put_object
+
+        batches = []
+        for part in parts:
+            offsets = pa.py_buffer(struct.pack("<qq", 0, part.nbytes))
+            column = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(part)])
+            batches.append(pa.RecordBatch.from_arrays([column], names=["part"]))
+        return put_object(self.key_prefix, pa.Table.from_batches(batches))
+
     def get(self, ref: Any) -> bytes:
         from flamepy.core import get_object
 

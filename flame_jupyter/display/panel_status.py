@@ -20,6 +20,18 @@ from flame_jupyter.registry import Registry, registry
 
 FAILURES_SHOWN = 10
 FAILURE_TRACEBACK_CHARS = 8_000
+#: A closed service stays listed (marked closed) this long after the panel first saw it closed.
+CLOSED_SHOWN_SECONDS = 10.0
+_closed_seen: dict[str, float] = {}  # session id -> when the panel first saw it closed (monotonic)
+
+
+def _hidden_closed(session_id: str, closed: bool) -> bool:
+    """A service closed more than :data:`CLOSED_SHOWN_SECONDS` ago is no longer listed."""
+    if not closed:
+        _closed_seen.pop(session_id, None)
+        return False
+    first = _closed_seen.setdefault(session_id, time.monotonic())
+    return time.monotonic() - first > CLOSED_SHOWN_SECONDS
 
 
 # -- what the kernel knows --------------------------------------------------------------------------
@@ -30,6 +42,8 @@ def kernel_status(reg: Registry | None = None) -> dict[str, Any]:
     known: set[str] = set()
     for info in list(reg.services.values()):
         known.add(info.session_id)
+        if _hidden_closed(info.session_id, bool(info.closed)):
+            continue
         counts = {s: max(0, int(info.counts.get(s, 0))) for s in STATES}
         services.append(
             {

@@ -23,10 +23,10 @@ from typing import Any
 from .bootstrap import _boot_fn, _register_own_source, set_builder
 from .channel import RemoteAPI, guarded
 from .chunks import run_chunk
-from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare
+from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare, track_assigned
 from .pickling import Dumper
 from .runtime import _rt
-from .wire import CALL_KWARG, CHUNK_KWARG, ENV_KWARG, CellResult, PayloadState
+from .wire import CALL_KWARG, CHUNK_KWARG, ENV_KWARG, METHOD_KWARG, CellResult, PayloadState
 
 _SERVICE_MODULE = "__flame_jupyter_service__"
 
@@ -75,11 +75,22 @@ def _eval_maybe_async(code: types.CodeType, G: dict[str, Any]) -> Any:
     return result
 
 
-def _run_cell(spec: tuple[Any, ...], G: dict[str, Any]) -> CellResult:
+def _run_cell(spec: tuple[Any, ...], rec: dict[str, Any]) -> CellResult:
     exec_code, eval_code, outputs = spec[0], spec[1], spec[2]
-    if exec_code is not None:
-        _eval_maybe_async(exec_code, G)
-    value = _eval_maybe_async(eval_code, G) if eval_code is not None else None
+    G = rec["G"]
+    before = dict(G)
+    try:
+        if exec_code is not None:
+            _eval_maybe_async(exec_code, G)
+        value = _eval_maybe_async(eval_code, G) if eval_code is not None else None
+    finally:
+        track_assigned(rec, before)
+    if isinstance(value, (types.GeneratorType, types.AsyncGeneratorType)):
+        raise TypeError(  # the cell's value must travel back, as a call's result
+            f"the cell's last expression is a generator ({value.__qualname__}), which cannot travel "
+            "back to the notebook: make it a list (list(...)), or report items while the cell runs "
+            "with print() or flame_jupyter.progress(done, total, message)"
+        )
     missing = [n for n in outputs if n not in G]
     if missing:
         raise NameError("%%flame: the cell did not define {}".format(", ".join(repr(n) for n in missing)))
@@ -115,9 +126,10 @@ class RemoteFunction:
             self._flame_target = _load_body(state, rec)
         target = self._flame_target
         if state["kind"] == "cell":
-            return run_call(_run_cell, (target, rec["G"]), {}, env)
+            return run_call(_run_cell, (target, rec), {}, env)
+        method = kwargs.pop(METHOD_KWARG, None)
         args, kwargs = _decode_args(rec, args, kwargs)
-        return run_call(target, args, kwargs, env)
+        return run_call(target if method is None else getattr(target, method), args, kwargs, env)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_boot_fn(), ("function", self._flame_state))

@@ -104,7 +104,14 @@ class Dumper:
     >>> data = Dumper({"__name__": "__main__"}).dump([1, 2])
     """
 
-    def __init__(self, ns: dict[str, Any], *, threshold: int | None = None, known: Any = None) -> None:
+    def __init__(
+        self,
+        ns: dict[str, Any],
+        *,
+        threshold: int | None = None,
+        known: Any = None,
+        buffer_callback: Any = None,
+    ) -> None:
         dill = _dill()
         self.ns = ns
         self.threshold = threshold
@@ -115,7 +122,8 @@ class Dumper:
         self._alias = _NsAlias(ns)
         main = sys.modules.get("__main__")
         self._main_alt = getattr(main, "__dict__", None) if main is not None else None
-        p = dill.Pickler(self._buf, protocol=PICKLE_PROTOCOL, byref=False, recurse=False)
+        extra = {} if buffer_callback is None else {"buffer_callback": buffer_callback}
+        p = dill.Pickler(self._buf, protocol=PICKLE_PROTOCOL, byref=False, recurse=False, **extra)
         p._main = _NsAlias(self._placeholder)
         p._main_modified = True
         p._original_main = self._alias
@@ -123,6 +131,7 @@ class Dumper:
         p.persistent_id = self._persistent_id
         self._p = p
         self._stock_save = type(p).save
+        self._out_of_band = buffer_callback is not None
 
     def dump(self, obj: Any) -> bytes:
         self._p.dump(obj)
@@ -172,6 +181,8 @@ class Dumper:
                     self.on_object(obj)
                     p.save_reduce(RemoteAPI("import_module"), (obj.__name__,), obj=obj)
                     return
+            elif self._out_of_band and self._save_array_out_of_band(obj):
+                return
             elif t.__name__ == "_FIELD_BASE" and t.__module__ == "dataclasses":
                 p.save_reduce(_dataclass_sentinel_ref(), (obj.name,), obj=obj)
                 return
@@ -181,6 +192,16 @@ class Dumper:
             if self.failed is None:
                 self.failed = (obj, exc)
             raise
+
+    def _save_array_out_of_band(self, obj: Any) -> bool:
+        """A plain numpy array as numpy's protocol-5 reduction, so its data is an out-of-band
+        buffer (dill's own numpy reducer always copies the data into the stream)."""
+        np = _np()
+        if np is None or type(obj) is not np.ndarray or obj.dtype.hasobject or id(obj) in self._p.memo:
+            return False
+        self.on_object(obj)
+        self._p.save_reduce(*obj.__reduce_ex__(PICKLE_PROTOCOL), obj=obj)
+        return True
 
     def _save_class(self, cls: type) -> bool:
         cp = cloudpickle.cloudpickle
@@ -244,9 +265,10 @@ class Loader:
         self.refs = refs or {}
         self._memo: dict[str, Any] = {}
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, buffers: Any = None) -> Any:
+        """The object of ``data``; ``buffers``: its out-of-band buffers (pickle protocol 5)."""
         dill = _dill()
-        u = dill.Unpickler(io.BytesIO(data), ignore=True)
+        u = dill.Unpickler(io.BytesIO(data), ignore=True, **({} if buffers is None else {"buffers": buffers}))
         u._main = _NsAlias(self.ns)
         u.persistent_load = self._persistent_load
         return u.load()

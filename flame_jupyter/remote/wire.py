@@ -8,6 +8,8 @@ bootstrapped copy, see :mod:`.bootstrap`). Records are therefore typed here as `
 but sent as plain tuples (:func:`encode_record`) and typed again on reading (:func:`decode_record`).
 
 Saved samples of each format live in ``tests/golden``; changing a format fails those tests.
+
+Long because every shared format lives here, once: splitting it would spread one wire across modules.
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ CALL_KWARG = "__flame_call__"
 
 #: Tag of an argument encoded by the capture engine: ``(ARG_TAG, dill_bytes)``.
 ARG_TAG = "\x00flame_jupyter.arg"
+
+#: Tag of a large argument in the object cache: ``(ARG_REF_TAG, digest, ref)``; the cached object
+#: is the argument pickled by the capture engine, as *parts*: the pickle stream, then its
+#: out-of-band buffers (protocol 5). A store of bytes holds them joined: :data:`PARTS_MAGIC`,
+#: ``<I`` count, ``<Q`` length of each, the parts; Flame's object cache holds an Arrow table
+#: with one ``large_binary`` column ``part``, one row per part.
+ARG_REF_TAG = "\x00flame_jupyter.argref"
+PARTS_MAGIC = b"FJPARTS1"
+
+#: Keyword argument naming the method of a served callable instance to call (a function
+#: service: without it the instance itself is called).
+METHOD_KWARG = "__flame_method__"
 
 #: Persistent-id tag for values stored in the object cache: ``(REF_TAG, digest)``.
 REF_TAG = "flame_jupyter.ref"
