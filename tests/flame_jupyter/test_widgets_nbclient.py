@@ -69,7 +69,7 @@ def test_saved_widget_state_shows_final_states(name: str, tmp_path: Path) -> Non
 
     table = futures[labels["table"]]
     assert table["state"] == "done" and "<table" in table["result"]["text/html"]
-    assert table["result_info"].startswith("DataFrame · ")
+    assert table["result_info"].startswith("DataFrame 5×2 · ")  # its shape, then its size
 
     long = futures[labels["long"]]
     assert long["state"] == "cancelled" and long["error_type"] == "Cancelled"

@@ -24,6 +24,7 @@ TESTED = [
     "03-errors-and-cancel.ipynb",
     "04-data-and-futures.ipynb",
     "05-cluster.ipynb",
+    "06-everyday.ipynb",  # tests/notebooks/test_everyday_notebook.py
 ]
 EMBEDDED = "flame_jupyter: embedded Flame runtime at http://127.0.0.1:"
 
