@@ -100,6 +100,8 @@ NOT_USER_FACING = {  # internal invariants, not something a user can cause
     "expected bytes",  # an object cache entry of the wrong type
     "interval must be > 0 seconds",  # widget update pump settings
     "max_rate must be > 0 messages per second",
+    "no synced trait for field type",  # a view TypedDict field the widget layer cannot sync
+    "not a map item outcome",  # a chunk result that is not one of flame_jupyter's records
 }
 
 
