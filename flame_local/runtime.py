@@ -102,7 +102,12 @@ class LocalRuntime:
                 fail_unbindable_tasks=s.fail_unbindable_tasks,
             )
             self._server = FrontendServer(
-                FrontendService(self.store, list_executors=self._list_executors, watch_errors=s.watch_errors),
+                FrontendService(
+                    self.store,
+                    list_executors=self._list_executors,
+                    watch_errors=s.watch_errors,
+                    on_watch=self._on_watch,
+                ),
                 f"{_grpc_host(s.host)}:{s.port}",
                 workers=s.grpc_workers,
                 peer_check=frontend_check,
@@ -177,6 +182,11 @@ class LocalRuntime:
 
     def _list_executors(self) -> list[Any]:
         return self.manager.list_executors() if self.manager is not None else []
+
+    def _on_watch(self, peer: str, session_id: str) -> Any:
+        if self.manager is None:
+            return lambda: None
+        return self.manager.note_watch(peer, session_id)
 
     def _poke(self) -> None:
         if self.manager is not None:

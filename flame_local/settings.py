@@ -41,6 +41,11 @@ def _env_size(name: str, default: int) -> int:
     return parse_size(env) if env else default
 
 
+def _env_int(name: str) -> int | None:
+    env = os.environ.get(name)
+    return int(env) if env else None
+
+
 def _default_max_instances() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -62,7 +67,10 @@ class RuntimeSettings:
     port: int = 0  # frontend gRPC port; 0 = a free port
     cache_port: int = 0  # Arrow Flight object cache port; 0 = a free port
     home: Path | None = None  # FLAME_HOME of the runtime (logs, packages, work dirs); None = temp dir
-    max_instances: int = field(default_factory=_default_max_instances)  # concurrent instance processes
+    max_instances: int = field(default_factory=_default_max_instances)  # slots: instances running tasks
+    # instance processes in all: lent slots (tasks waiting on tasks) and idle min_instances
+    # instances beyond the slots; None = 4 x max_instances (see docs/runtime.md, "Slots")
+    max_processes: int | None = field(default_factory=lambda: _env_int("FLAME_LOCAL_MAX_PROCESSES"))
     warm_instances: int = 1  # pre-started interpreters that already imported flamepy (0 = off)
     bind_timeout: float = 60.0  # seconds for an instance to start listening and enter its session
     bind_retry_limit: int = 5  # Flame's recovery.session.retry_limits
@@ -103,10 +111,17 @@ class RuntimeSettings:
             )
         if self.max_instances < 1:
             raise ValueError("max_instances must be at least 1")
+        if self.max_processes is not None and self.max_processes < self.max_instances:
+            raise ValueError("max_processes must be at least max_instances")
         if self.home is not None:
             self.home = Path(self.home)
         for name in ("cache_budget", "cache_disk_budget", "cache_max_object"):
             setattr(self, name, parse_size(getattr(self, name)))
+
+    @property
+    def process_limit(self) -> int:
+        """At most this many instance processes at once (``max_processes``, else 4 x max_instances)."""
+        return self.max_processes if self.max_processes is not None else 4 * self.max_instances
 
     def grpc_server_options(self) -> list[tuple[str, int]]:
         """Frontend server options: connections that never handshake, sit idle or stop answering

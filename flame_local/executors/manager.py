@@ -10,11 +10,16 @@ An instance's life is Flame's executor state machine (``executor_manager/src/sta
 (``OnSessionLeave``, stop the process group, remove the socket and work dir).  A failing bind step
 records Flame's bind-failure events (1001, then 1002 at the retry limit).
 
+Slots (:mod:`flame_local.executors.lending`): an instance starts a task only with a run permit
+(at most ``max_instances`` run tasks that do not wait); a running task whose process watches
+other tasks lends its slot; at most ``max_processes`` instance processes live at once.
+
 Long because an instance thread's bind, serve and unbind steps share the manager's tables and lock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -32,6 +37,7 @@ from flamepy.proto import types_pb2
 from flame_local.executors import scheduler
 from flame_local.executors.environment import NO_WARM, Environments, InstallFailed, safe_name
 from flame_local.executors.instances import InstanceProcess, ShimError, resolve_argv
+from flame_local.executors.lending import PeerInstances, SlotBook, Wait
 from flame_local.executors.lifecycle import (
     RC_INSTALL_FAILED,
     RC_SHIM_FAILED,
@@ -41,11 +47,19 @@ from flame_local.executors.lifecycle import (
 )
 from flame_local.executors.warm import WarmPool
 from flame_local.settings import RuntimeSettings
-from flame_local.state import Application, Session, Store, TaskState
+from flame_local.state import Application, Session, Store, Task, TaskState
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_COALESCE_S = 0.005  # at most one scheduling pass per 5 ms when busy
+PERMIT_POLL_S = 0.01  # an instance with work but no free slot looks again this often
+
+STATE_LOST = (
+    "this session's state was lost because the flame-local runtime ended its idle instance {iid} to "
+    "run another session's work: all {limit} instance processes (max_processes) were in use. This "
+    "task did not run; the session's next tasks run on a fresh instance. Close sessions you no "
+    "longer use, or raise the runtime's max_processes (FLAME_LOCAL_MAX_PROCESSES)"
+)
 
 
 @dataclass
@@ -111,6 +125,11 @@ class ExecutorManager:
         self._stop_grace = 0.0
         self._procs: dict[str, InstanceProcess] = {}  # bound instances' processes, by instance id
         self._log_sessions: set[str] = set()  # sessions with a log dir under logs/sessions
+        self.slots = SlotBook(settings.max_instances)
+        self._peers = PeerInstances()
+        self._lost: dict[str, str] = {}  # session id -> why its state was lost (told to its next task)
+        host, _, port = endpoint.rpartition("://")[2].rpartition(":")
+        self._frontend_addr = ("127.0.0.1" if host in ("localhost", "") else host.strip("[]"), int(port or 0))
         self._thread = threading.Thread(target=self._schedule_loop, name="flame-local-scheduler", daemon=True)
         self.warm: WarmPool | None = None
         if settings.warm_instances > 0:
@@ -128,6 +147,32 @@ class ExecutorManager:
 
     def poke(self) -> None:
         self._wake.set()
+
+    def note_watch(self, peer: str, session_id: str) -> Callable[[], None]:
+        """A ``WatchTask`` stream from ``peer`` opens: if an instance's process (or a descendant)
+        opened it while the instance runs a task, that task waits and its slot is lent until the
+        returned callable is called (when the stream ends)."""
+        with self._lock:
+            roots = {
+                i.pid: i for i in self._instances.values() if i.pid is not None and i.state != "unbinding"
+            }
+            if not any(i.state == "running" for i in roots.values()):
+                return _nothing
+        try:
+            root = self._peers.root_of(peer, self._frontend_addr, roots)
+        except OSError:  # no file descriptor left: the watch just does not lend
+            return _nothing
+        inst = roots.get(root) if root is not None else None
+        if inst is None or inst.state != "running":
+            return _nothing
+        token = self.slots.open_wait(Wait(inst.id, inst.current_task, session_id))
+        self.poke()
+
+        def close() -> None:
+            self.slots.close_wait(token)
+            self.poke()
+
+        return close
 
     def list_executors(self) -> list[types_pb2.Executor]:
         with self._lock:
@@ -217,11 +262,18 @@ class ExecutorManager:
             current = {(a.name, a.generation) for a in self.store.apps.values()}
         with self._lock:
             live = list(self._instances.values())
+        waiting = self.slots.waiting()
+        awaited = self.slots.awaited()
+        views = [dataclasses.replace(v, awaited=True) if v.id in awaited else v for v in views]
         snap = scheduler.Snapshot(
             sessions=views,
-            instances=[scheduler.InstanceView(i.id, i.session_id, i.state, i.evict) for i in live],
+            instances=[
+                scheduler.InstanceView(i.id, i.session_id, i.state, i.evict, waiting=i.id in waiting)
+                for i in live
+            ],
             capacity=self.settings.max_instances,
             now_ms=time.time() * 1000,
+            process_limit=self.settings.process_limit,
         )
         self._apply(scheduler.plan(snap), apps)
         self._forget_retry_marks(set(apps))
@@ -237,7 +289,15 @@ class ExecutorManager:
                 if inst is None or inst.evict or inst.state != "bound":
                     continue
                 if iid in plan.reclaim:
-                    log.info("releasing idle %s of session %s for a session that waits", iid, inst.session_id)
+                    limit = self.settings.process_limit
+                    log.warning(
+                        "process limit %s reached: ending idle %s of session %s (its state is lost; its "
+                        "next task is told) for a session that waits",
+                        limit,
+                        iid,
+                        inst.session_id,
+                    )
+                    self._lost[inst.session_id] = STATE_LOST.format(iid=iid, limit=limit)
                 self._release(inst)
 
     def _forget_stale_logs(self) -> None:
@@ -384,18 +444,54 @@ class ExecutorManager:
 
         while True:
             deadline = time.monotonic() + delay_release
-            task = self.store.take_task(inst.session_id, inst.id, deadline, stop)
+            task = self._next_task(inst, deadline, stop)
             if task is None:
                 if not stop() and self._keep_for_min(inst):
                     continue
                 return
+            with self._lock:
+                lost = self._lost.pop(inst.session_id, None) if inst.tasks_done == 0 else None
+            if lost is not None:  # this fresh instance replaces one that held the session's state
+                self.store.complete_task(task, False, None, lost)
+                self.slots.finished(inst.id)
+                continue
             inst.state, inst.current_task = "running", task.id
-            # False: the instance is gone and must be replaced.
-            alive = run_task(self.store, inst.id, proc, task, lambda: self._stop_grace)
+            self.slots.running(inst.id, task.id)
+            try:
+                # False: the instance is gone and must be replaced.
+                alive = run_task(self.store, inst.id, proc, task, lambda: self._stop_grace)
+            finally:
+                self.slots.finished(inst.id)
             inst.state, inst.current_task = "bound", None
             inst.tasks_done += 1
             if not alive:
                 return
+
+    def _next_task(self, inst: Instance, deadline: float, stop: Callable[[], bool]) -> Task | None:
+        """The session's next pending task, taken only with a run permit (a free slot); None when
+        the session closes, ``stop()`` or ``deadline`` passes without pending work."""
+        while True:
+            with self.store.lock:
+                ssn = self.store.sessions.get(inst.session_id)
+                while True:
+                    if ssn is None or not ssn.open or self.store.closed or stop():
+                        return None
+                    if ssn.pending:
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    assert ssn.work is not None
+                    ssn.work.wait(min(remaining, 1.0))
+                    ssn = self.store.sessions.get(inst.session_id)
+            if not self.slots.try_start(inst.id):
+                time.sleep(PERMIT_POLL_S)  # pending work, no free slot: not idle, so no deadline
+                deadline = max(deadline, time.monotonic() + PERMIT_POLL_S)
+                continue
+            task = self.store.take_task(inst.session_id, inst.id, time.monotonic(), stop)
+            if task is not None:
+                return task
+            self.slots.finished(inst.id)
 
     def _keep_for_min(self, inst: Instance) -> bool:
         """An idle instance stays bound while its session is open and needs it for min_instances."""
@@ -409,3 +505,7 @@ class ExecutorManager:
                 1 for i in self._instances.values() if i.session_id == inst.session_id and not i.evict
             )
         return scheduler.keeps_min_slot(minimum, bound)
+
+
+def _nothing() -> None:
+    """A watch that lends no slot ends."""

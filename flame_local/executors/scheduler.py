@@ -5,11 +5,19 @@ Instance counts follow Flame's scheduler (``scheduler/plugins/{priority,gang}.rs
 batch_size) * batch_size)`` instances, capped by its ``max_instances``; new instances are committed
 in multiples of ``batch_size`` only (gang), round-robin over waiting sessions, oldest work first.
 Pending work scales a session up only once it has waited ``SCALE_UP_DELAY_MS`` (a burst of short
-calls stays on the instance that already runs).  The runtime runs at most ``capacity`` instances;
-when it is full and a session waits, idle instances of other sessions are released early instead
-of lingering for ``delay_release``: first those above their session's ``min_instances``, then, for
-a session with no instance whose work waited ``STARVED_AFTER_MS``, those that only keep a
-``min_instances`` slot.
+calls stays on the instance that already runs).
+
+Slots: ``capacity`` bounds the instances that *occupy a slot*: binding ones, ones running a task
+(unless the task waits on other tasks: ``waiting``, its slot is lent, as Ray releases a blocked
+worker's CPU), and idle ones above their session's ``min_instances``.  An idle instance that keeps
+an open session's ``min_instances`` ("parked") holds no slot: it is never taken away for other
+work while its session is open (its process may hold the user's state), and other sessions run
+beside it.  ``process_limit`` bounds all live processes (lent and parked ones included).  When the
+slots are full and a session waits, idle instances above ``min_instances`` are released early
+instead of lingering for ``delay_release``; only when the *process limit* is what stops a session
+that has no instance and whose work waited ``STARVED_AFTER_MS`` is a parked instance reclaimed
+(the manager then fails that session's next task: its state was lost, never silently).
+Sessions that a waiting instance waits on (``awaited``) get new instances first.
 
 :func:`plan` takes plain data (:class:`Snapshot`) and returns a :class:`Plan`; the executor
 manager builds the snapshot from its state and applies the plan with threads and processes.
@@ -31,10 +39,12 @@ __all__ = [
     "Snapshot",
     "bind_retry_delay",
     "keeps_min_slot",
+    "occupies_slot",
+    "parked",
     "plan",
 ]
 
-STARVED_AFTER_MS = 1000  # then idle min_instances of other sessions yield their slot
+STARVED_AFTER_MS = 1000  # at the process limit, then a parked instance of another session goes
 SCALE_UP_DELAY_MS = 200  # pending work must wait this long before it gets more instances
 
 
@@ -52,6 +62,7 @@ class SessionView:
     max_instances: int | None = None
     batch_size: int = 1
     backing_off: bool = False  # a bind failed recently: no new instance for now
+    awaited: bool = False  # a waiting instance watches one of its tasks: served first
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class InstanceView:
     session_id: str
     state: str = "bound"  # binding | bound | running | unbinding
     evict: bool = False  # already released: it ends after its current task
+    waiting: bool = False  # running a task that waits on other tasks: its slot is lent
 
 
 @dataclass(frozen=True)
@@ -70,8 +82,9 @@ class Snapshot:
 
     sessions: Sequence[SessionView]
     instances: Sequence[InstanceView]
-    capacity: int  # at most this many instances at once
+    capacity: int  # at most this many instances occupy a slot at once
     now_ms: float  # wall clock, ms (the clock of ``oldest_pending_ms``)
+    process_limit: int | None = None  # at most this many live instances in all (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,7 @@ class Plan:
 
     launch: tuple[str, ...] = ()  # one session id per instance to start, in start order
     release: tuple[str, ...] = ()  # idle instances above their session's min_instances
-    reclaim: tuple[str, ...] = ()  # idle instances kept only for min_instances
+    reclaim: tuple[str, ...] = ()  # parked instances taken at the process limit (their state is lost)
 
 
 def wanted(ssn: SessionView, now_ms: float) -> int:
@@ -99,14 +112,48 @@ def wanted(ssn: SessionView, now_ms: float) -> int:
     return want
 
 
+def parked(snap: Snapshot) -> set[str]:
+    """Idle instances that only keep their open session's ``min_instances`` (they hold no slot):
+    bound, not released, their session has no pending work, and at most ``min_instances`` minus
+    the session's other live instances of them (the latest started ones)."""
+    sessions = {s.id: s for s in snap.sessions}
+    live: dict[str, list[InstanceView]] = {}
+    for inst in snap.instances:
+        if not inst.evict:
+            live.setdefault(inst.session_id, []).append(inst)
+    out: set[str] = set()
+    for sid, insts in live.items():
+        ssn = sessions.get(sid)
+        if ssn is None or not ssn.open or ssn.pending or ssn.min_instances <= 0:
+            continue
+        idle = [i for i in insts if i.state == "bound"]
+        keep = max(0, ssn.min_instances - (len(insts) - len(idle)))
+        out.update(i.id for i in idle[len(idle) - min(keep, len(idle)) :])
+    return out
+
+
+def occupies_slot(inst: InstanceView, parked_ids: set[str]) -> bool:
+    """Does ``inst`` hold one of the ``capacity`` slots? Not when its task waits or it is parked."""
+    if inst.state == "running" and inst.waiting:
+        return False
+    return inst.id not in parked_ids
+
+
 def plan(snap: Snapshot) -> Plan:
     """The scheduling decision for ``snap`` (see the module docstring for the rule)."""
-    demand = sorted((s for s in snap.sessions if s.open and s.schedulable), key=lambda s: (_oldest(s), s.id))
+    # Sessions that waiting instances wait on come first: a lent slot serves what frees it.
+    demand = sorted(
+        (s for s in snap.sessions if s.open and s.schedulable),
+        key=lambda s: (not s.awaited, _oldest(s), s.id),
+    )
     have: dict[str, int] = {}
     for inst in snap.instances:
         if not inst.evict:
             have[inst.session_id] = have.get(inst.session_id, 0) + 1
-    free = snap.capacity - len(snap.instances)
+    parked_ids = parked(snap)
+    free_slots = snap.capacity - sum(1 for i in snap.instances if occupies_slot(i, parked_ids))
+    free_procs = math.inf if snap.process_limit is None else snap.process_limit - len(snap.instances)
+    free = min(free_slots, free_procs)
     wanting: list[list[Any]] = []  # [session, deficit left]
     for ssn in demand:
         deficit = wanted(ssn, snap.now_ms) - have.get(ssn.id, 0)
@@ -114,39 +161,43 @@ def plan(snap: Snapshot) -> Plan:
         if deficit <= 0 or ssn.backing_off:
             continue
         wanting.append([ssn, deficit])
-    # Round-robin over waiting sessions, one gang at a time.
+    # Round-robin over waiting sessions, one gang at a time: awaited sessions first, then the rest.
     launch: list[str] = []
-    progress = True
-    while free > 0 and progress:
-        progress = False
-        for item in wanting:
-            ssn, deficit = item
-            if deficit > 0 and free >= ssn.batch_size:
-                launch.extend([ssn.id] * ssn.batch_size)
-                item[1] -= ssn.batch_size
-                free -= ssn.batch_size
-                progress = True
+    for group in ([i for i in wanting if i[0].awaited], [i for i in wanting if not i[0].awaited]):
+        progress = True
+        while free > 0 and progress:
+            progress = False
+            for item in group:
+                ssn, deficit = item
+                if deficit > 0 and free >= ssn.batch_size:
+                    launch.extend([ssn.id] * ssn.batch_size)
+                    item[1] -= ssn.batch_size
+                    free -= ssn.batch_size
+                    free_procs -= ssn.batch_size
+                    progress = True
     starved = sum(item[1] for item in wanting)
     if starved <= 0:
         return Plan(launch=tuple(launch))
     waiting = {item[0].id for item in wanting if item[1] > 0}
-    # A session whose work has waited STARVED_AFTER_MS with no instance at all may also take the
-    # slot of an idle instance kept only for another session's min_instances.
-    urgent = sum(
-        1
-        for ssn, left in wanting
-        if left > 0 and have.get(ssn.id, 0) == 0 and _oldest(ssn) <= snap.now_ms - STARVED_AFTER_MS
-    )
-    release, reclaim = _idle_to_release(snap, launch, starved, waiting, urgent)
+    # Only the process limit lets a session whose work has waited STARVED_AFTER_MS with no
+    # instance at all take a parked instance (parked ones hold no slot: taking one frees none).
+    urgent = 0
+    if free_procs < min(item[0].batch_size for item in wanting if item[1] > 0):
+        urgent = sum(
+            1
+            for ssn, left in wanting
+            if left > 0 and have.get(ssn.id, 0) == 0 and _oldest(ssn) <= snap.now_ms - STARVED_AFTER_MS
+        )
+    release, reclaim = _idle_to_release(snap, launch, starved, waiting, urgent, parked_ids)
     return Plan(launch=tuple(launch), release=release, reclaim=reclaim)
 
 
 def _idle_to_release(
-    snap: Snapshot, launch: list[str], count: int, waiting: set[str], below_min: int
+    snap: Snapshot, launch: list[str], count: int, waiting: set[str], below_min: int, parked_ids: set[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Idle instances of sessions without pending work, to make room for ``count`` others: first
-    those above their session's min_instances, then up to ``below_min`` more that only keep a
-    min_instances slot (their session binds again when it has work and a slot)."""
+    those above their session's min_instances, then up to ``below_min`` parked ones (at the
+    process limit only; their session's next task is told its state was lost)."""
     min_of = {s.id: (s.min_instances, s.pending) if s.open else (0, 0) for s in snap.sessions}
     per_session: dict[str, int] = {}
     for sid in [i.session_id for i in snap.instances if not i.evict] + launch:
@@ -171,7 +222,7 @@ def _idle_to_release(
     for inst in idle:
         if below_min <= 0 or count <= 0:
             break
-        if inst.id not in release:
+        if inst.id not in release and inst.id in parked_ids:
             below_min -= 1
             count -= 1
             reclaim.append(inst.id)

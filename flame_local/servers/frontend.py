@@ -99,8 +99,12 @@ class FrontendService(frontend_pb2_grpc.FrontendServicer):
         node: Callable[[], types_pb2.Node] | None = None,
         *,
         watch_errors: bool = False,
+        on_watch: Callable[[str, str], Callable[[], None]] | None = None,
     ) -> None:
         self.store = store
+        # on_watch(peer, session_id) as a WatchTask stream opens; what it returns runs as it ends
+        # (the executor manager lends the slot of an instance that waits: see executors/lending.py)
+        self._on_watch = on_watch
         self._list_executors = list_executors
         self._node = node or _local_node
         self._watch_errors = watch_errors  # not Flame: see RuntimeSettings.watch_errors
@@ -219,6 +223,7 @@ class FrontendService(frontend_pb2_grpc.FrontendServicer):
             if e.code == Code.NOT_FOUND and not self._watch_errors:
                 return
             raise
+        ended = self._on_watch(context.peer(), sid) if self._on_watch is not None else None
         try:
             start = None
             while True:
@@ -240,6 +245,8 @@ class FrontendService(frontend_pb2_grpc.FrontendServicer):
                 await changed.wait()
         finally:
             unwatch()
+            if ended is not None:
+                ended()
 
     @flame_stream_errors
     async def ListTask(self, request, context):  # noqa: N802

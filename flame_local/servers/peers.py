@@ -9,6 +9,9 @@ user's new connection), and the lookup of the live socket takes microseconds.
 
 When the check cannot run (no file descriptor left: EMFILE/ENFILE) the call is answered
 UNAVAILABLE with that reason, never "another user".
+
+The same lookup gives the socket's inode; :func:`socket_pid` finds which of some processes holds
+it (the executor manager asks this to learn whether a watch comes from an instance).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import grpc
 
@@ -110,8 +113,8 @@ def _addr_bytes(family: int, host: str) -> bytes:
     return addr.packed.ljust(16, b"\0")
 
 
-def diag_owner(host: str, port: int, server_host: str, server_port: int) -> int | None:
-    """The uid of the TCP socket ``host:port`` -> ``server_host:server_port``, by an exact
+def diag_socket(host: str, port: int, server_host: str, server_port: int) -> tuple[int, int] | None:
+    """``(uid, inode)`` of the TCP socket ``host:port`` -> ``server_host:server_port``, by an exact
     ``NETLINK_SOCK_DIAG`` lookup (one socket, in microseconds; /proc/net/tcp lists them all)."""
     for family in (socket.AF_INET6, socket.AF_INET):
         try:
@@ -138,8 +141,31 @@ def diag_owner(host: str, port: int, server_host: str, server_port: int) -> int 
         if mtype == _NLMSG_ERROR or mtype != _SOCK_DIAG_BY_FAMILY:
             continue
         # inet_diag_msg: family, state, timer, retrans (4) + sockid (48) + expires, rqueue, wqueue, uid, inode
-        (uid,) = struct.unpack_from("=I", data, 16 + 4 + 48 + 12)
-        return uid
+        uid, inode = struct.unpack_from("=II", data, 16 + 4 + 48 + 12)
+        return uid, inode
+    return None
+
+
+def diag_owner(host: str, port: int, server_host: str, server_port: int) -> int | None:
+    """The uid of the TCP socket ``host:port`` -> ``server_host:server_port`` (see :func:`diag_socket`)."""
+    found = diag_socket(host, port, server_host, server_port)
+    return None if found is None else found[0]
+
+
+def socket_pid(inode: int, candidates: Iterable[int]) -> int | None:
+    """The first of ``candidates`` (pids) that holds the socket ``inode`` open, from /proc/<pid>/fd."""
+    want = f"socket:[{inode}]"
+    for pid in candidates:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                    return pid
+            except OSError:
+                continue
     return None
 
 
