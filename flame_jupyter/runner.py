@@ -38,6 +38,7 @@ from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.maps import MapFuture, start_map
 from flame_jupyter.registry import ServiceInfo, registry
 from flame_jupyter.remote.wire import METHOD_KWARG
+from flame_jupyter.service_ref import register_service
 from flame_jupyter.tracker import tracker
 
 
@@ -294,6 +295,9 @@ class Service:
 
     def __repr__(self) -> str:
         return f"<flame_jupyter.Service {self.name!r} ({self.kind}) session={self.session_id}{' closed' if self.closed else ''}>"
+
+
+register_service(Service)  # in remote code, a service is a reference (flame_jupyter/service_ref.py)
 
 
 def launch(

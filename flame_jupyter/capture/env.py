@@ -20,6 +20,7 @@ from flame_jupyter.remote.wire import ENV_FORMAT, Env
 from .errors import MAGIC_REASON, Blocked, CaptureError, blocked_reason, error_for, type_name
 from .modules import files_digest, local_top, module_files
 from .names import code_global_names
+from .references import reduce_override, reducer_for
 
 #: Names never captured from the notebook namespace.
 SKIP_NAMES = frozenset({"__builtins__", "__name__", "__doc__", "__spec__", "__loader__", "__package__"})
@@ -77,6 +78,13 @@ class CaptureDumper(Dumper):
         self.rec = rec
         self._ns_name = ns.get("__name__", "__main__")
         self._pids: dict[int, tuple[Any, str | None]] = {}
+        self._p.reducer_override = self._reduce_reference  # services and futures travel as references
+
+    def _reduce_reference(self, obj: Any) -> Any:
+        reduced = reduce_override(obj)
+        if reduced is not NotImplemented:
+            self.rec.notebook = True  # only this engine's bytes carry the reference
+        return reduced
 
     def on_function(self, fn: types.FunctionType) -> None:
         self.rec.notebook = True
@@ -86,7 +94,7 @@ class CaptureDumper(Dumper):
 
     def on_object(self, obj: Any) -> None:
         reason = blocked_reason(obj)
-        if reason is not None:
+        if reason is not None and reducer_for(obj) is None:
             raise Blocked(obj, reason)
         t = type(obj)
         if t is types.ModuleType:

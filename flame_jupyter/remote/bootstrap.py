@@ -37,6 +37,8 @@ MODULES = (
     "pickling",
     "namespace",
     "execution",
+    "nested_futures",
+    "nested",
     "__init__",
 )
 

@@ -376,6 +376,54 @@ def decode_outcome(raw: Any) -> ItemOutcome:
     return ItemOutcome(bool(raw[0]), raw[1], list(raw[2] or []), float(raw[3]))
 
 
+# --------------------------------------------------------------------------- nested calls
+
+#: Version of the references below: what a Service, an ObjectFuture or a map becomes when
+#: notebook code that uses it runs on an executor (``remote/nested.py`` rebuilds them there).
+NESTED_FORMAT = 1
+
+
+class FlameEndpoints(TypedDict):
+    """Where the kernel reaches Flame; an executor uses its own ``FLAME_ENDPOINT`` if set."""
+
+    endpoint: str  # the frontend (gRPC), e.g. "http://127.0.0.1:40123"
+    cache_endpoint: str  # the object cache (Arrow Flight), e.g. "grpc://127.0.0.1:40124"
+
+
+class ServiceRef(FlameEndpoints):
+    """A service captured into remote code: calling it there creates a task in its session."""
+
+    format: int  # NESTED_FORMAT
+    app: str
+    session: str
+    name: str
+    kind: str  # "function" | "class" | "instance"
+    methods: list[str]  # public methods (class/instance services, callable instances)
+    payload: str  # the service's payload id (its namespace on executors)
+    threshold: int | None  # pickled arguments at least this big go to the object cache
+    env: Env | None  # its code's notebook globals as of the capture (None: the executor's own)
+
+
+class FutureRef(FlameEndpoints):
+    """A future captured into remote code: its task (watched there), or its result's ObjectRef."""
+
+    format: int  # NESTED_FORMAT
+    label: str
+    session: str | None
+    task: str | None
+    ref: bytes | None  # ``ObjectRef.encode()`` of the result, when known
+    cancel: str | None  # the call's cancel key (``CallInfo["cancel"]``), if it has one
+
+
+class ValuesRef(FlameEndpoints):
+    """A finished map captured into remote code: its results, one cached list."""
+
+    format: int  # NESTED_FORMAT
+    label: str
+    ref: bytes  # ``ObjectRef.encode()`` of the list of results (exceptions in place)
+    count: int
+
+
 # --------------------------------------------------------------------------- future states
 
 
