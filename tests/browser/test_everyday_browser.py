@@ -29,7 +29,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-WAIT = 150.0
+WAIT = 240.0  # generous: Run All starts the embedded runtime first, on a loaded 2-core machine
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -136,7 +136,11 @@ def test_everyday_notebook_in_jupyterlab(lab: LabServer) -> None:
                         for h in page.evaluate("window.__fjHistory")
                     )
 
-                wait_for("the blocking cell's live widget with progress", training_live)
+                try:
+                    wait_for("the blocking cell's live widget with progress", training_live)
+                except AssertionError:
+                    page.screenshot(path=str(ARTIFACTS / "everyday-failed.png"))
+                    raise
                 live = page.locator(".fj-future", has=page.locator(".fj-label", has_text="training")).first
                 live.scroll_into_view_if_needed(timeout=WAIT * 1000)
                 page.screenshot(path=str(ARTIFACTS / "everyday-1-blocking-live.png"))
