@@ -39,6 +39,7 @@ def new_runner(name: str, *, dependencies: list[str] | None, python_version: str
     """A ``flamepy.runner.Runner`` that packages nothing of the notebook's directory."""
     from flamepy.runner import Runner
 
+    install_deadlines()
     with _empty_cwd():
         return Runner(name, dependencies=dependencies, python_version=python_version)
 
@@ -84,6 +85,20 @@ def flight_client(endpoint: str) -> Any:
     from flamepy.core import cache
 
     return cache._get_flight_client(endpoint, cache._get_cache_tls_config())
+
+
+def read_since(endpoint: str, key: str, version: int) -> tuple[int, list[Any], bool] | None:
+    """The patches of a cached object past ``version``: ``(new version, patches, full)``, where
+    ``full`` means the reply was the whole object (its base left out, every patch in); None when
+    nothing is new. Unlike ``get_object``, nothing is kept in flamepy's client-side cache (a call's
+    output stream would be held there a second time)."""
+    from flamepy.core import ObjectRef, cache
+
+    result = cache._fetch_object_data(ObjectRef(endpoint=endpoint, key=key, version=version), version)
+    if result is None:
+        return None
+    full = result.mode == cache.FetchMode.FULL
+    return result.version, [patch.data for patch in result.patches], full
 
 
 def decode_cache_data(data: bytes) -> Any:
@@ -136,6 +151,7 @@ def new_owned_runner(
     from flamepy.runner import Runner
 
     _install_session_id_hook()
+    install_deadlines()
     if _owned_class is None:
 
         class OwnedRunner(Runner):  # type: ignore[misc]
@@ -208,3 +224,118 @@ def failure_text(session: Any, task_id: str | None) -> str | None:
         if int(event.code) == 3 and event.message:  # 3: TaskState.FAILED, Flame's failure event
             return str(event.message)
     return None
+
+
+# -- deadlines (flame_jupyter.watchdog) --------------------------------------------------------------
+DEADLINE_ENV = "FLAME_JUPYTER_DEADLINE"
+DEFAULT_DEADLINE = 30.0
+
+
+def deadline() -> float:
+    """Seconds a unary Flame call may take before it counts as unanswered (``FLAME_JUPYTER_DEADLINE``)."""
+    try:
+        return max(0.1, float(os.environ.get(DEADLINE_ENV, DEFAULT_DEADLINE)))
+    except ValueError:
+        return DEFAULT_DEADLINE
+
+
+def endpoint() -> str:
+    """The frontend flamepy talks to now (for error messages)."""
+    from flamepy.core.client import ConnectionInstance
+
+    conn = ConnectionInstance._connection
+    return str(getattr(conn, "addr", None) or os.environ.get("FLAME_ENDPOINT", "?"))
+
+
+def _not_answering_class() -> type:
+    import grpc
+
+    class NotAnswering(grpc.RpcError):  # type: ignore[misc]
+        """A unary call past its deadline, with the words flamepy passes on (``details()``)."""
+
+        def __init__(self, method: str, seconds: float) -> None:
+            name = method.rsplit("/", 1)[-1]
+            super().__init__(not_answering(f"no answer to {name} within {seconds:g} s"))
+            self._details = str(self.args[0])
+
+        def code(self) -> Any:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+
+        def details(self) -> str:
+            return self._details
+
+    return NotAnswering
+
+
+def not_answering(what: str) -> str:
+    """The one wording of an unresponsive Flame."""
+    return f"Flame is not answering (endpoint {endpoint()}): {what} (the deadline is {DEADLINE_ENV})"
+
+
+def install_deadlines() -> None:
+    """Give every unary call of flamepy's frontend stubs (CreateTask, GetTask, OpenSession, ...)
+    the deadline :func:`deadline`, unless it set one; past it the call fails with
+    :func:`not_answering`'s words. Streams (WatchTask) keep none: waiting for a running task
+    is fine. Applies to the current flamepy connection and to every later one."""
+    import collections
+
+    import grpc
+    from flamepy.core import client
+
+    if getattr(client.FrontendStub, "_fj_deadline", False):
+        return
+    not_answering_error = _not_answering_class()
+    fields = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+
+    class Details(collections.namedtuple("Details", fields), grpc.ClientCallDetails):  # type: ignore[misc]
+        pass
+
+    class Deadline(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            if details.timeout is not None:
+                return continuation(details, request)
+            seconds = deadline()
+            call = continuation(
+                Details(
+                    *(getattr(details, f, None) for f in fields[:1]),
+                    seconds,
+                    *(getattr(details, f, None) for f in fields[2:]),
+                ),
+                request,
+            )
+            if call.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                method = details.method.decode() if isinstance(details.method, bytes) else details.method
+                raise not_answering_error(str(method), seconds)
+            return call
+
+    original = client.FrontendStub
+
+    def stub(channel: Any) -> Any:
+        return original(grpc.intercept_channel(channel, Deadline()))
+
+    stub._fj_deadline = True  # type: ignore[attr-defined]
+    client.FrontendStub = stub
+    conn = client.ConnectionInstance._connection
+    if conn is not None:
+        conn._frontend = stub(conn._channel)
+
+
+def session_events(session: Any, timeout: float) -> list[tuple[int, str]]:
+    """``(code, message)`` of a session's events, read with GetSession within ``timeout`` s.
+    Raises ``grpc.RpcError`` when Flame does not answer in time or at all."""
+    from flamepy.proto.frontend_pb2 import GetSessionRequest
+
+    response = session.connection._frontend.GetSession(
+        GetSessionRequest(session_id=session.id), timeout=timeout
+    )
+    return [(int(ev.code), str(ev.message or "")) for ev in response.status.events]
+
+
+def fail_inner(future: Any, exc: BaseException) -> None:
+    """End a flamepy ``ObjectFuture``'s inner concurrent Future with ``exc`` (no-op once done);
+    flamepy's own watch may still report later, which then changes nothing."""
+    import concurrent.futures
+
+    inner = future._future
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        inner.set_exception(exc)

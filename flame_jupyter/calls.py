@@ -45,12 +45,18 @@ class CallChannel:
         self.cancel_key = f"{prefix}/fj-{self.id}-cancel"
         self.cache_endpoint = cache_endpoint
         self.seen = 0  # records read so far
+        self.version = 0  # the stream's version as of the last read
         self._lock = threading.Lock()
         self.cancel_sent_at: float | None = None
 
     def kwarg(self) -> dict[str, Any]:
         """The value of the ``__flame_call__`` keyword argument for this call."""
-        info: wire.CallInfo = {"id": self.id, "stream": self.stream_key, "cancel": self.cancel_key}
+        info: wire.CallInfo = {
+            "id": self.id,
+            "stream": self.stream_key,
+            "cancel": self.cancel_key,
+            "submitted": time.time(),
+        }
         return {CALL_KWARG: info}
 
     def request_cancel(self) -> None:
@@ -65,20 +71,27 @@ class CallChannel:
         )
 
     def poll(self) -> list[Any]:
-        """New records since the last poll ([] when the call has written none yet)."""
-        from flamepy.core import ObjectRef, get_object
+        """New records since the last poll ([] when the call has written none yet).
+
+        Each read asks only for the patches past the version last read, and keeps nothing:
+        the records live in the object cache and, once applied, in the future's bounded output.
+        """
+        from flame_jupyter import _flamepy
 
         with self._lock:
             try:
-                base, patches = get_object(
-                    ObjectRef(endpoint=self.cache_endpoint, key=self.stream_key, version=1),
-                    deserializer=lambda base, deltas: (base, deltas),
-                )
+                got = _flamepy.read_since(self.cache_endpoint, self.stream_key, self.version)
             except Exception:  # noqa: BLE001 - not written yet (not found) or not reachable now
                 return []
+            if got is None:  # nothing new
+                return []
+            version, patches, full = got
             records = [r for batch in patches for r in (batch or [])]
-            new, self.seen = records[self.seen :], len(records)
-            return new
+            if full:  # the whole stream came back: skip what was read before
+                records = records[self.seen :]
+            self.seen += len(records)
+            self.version = max(self.version, version)
+            return records
 
 
 def apply_records(fs: FutureState, records: list[Any]) -> None:

@@ -17,6 +17,7 @@ Example (what the SDK and the tracker do; users never need it)::
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from typing import Any
 from flame_jupyter.remote.wire import State
 
 _listeners_lock = threading.Lock()
+
+#: Characters of printed output a future keeps (the last ones; ``output_dropped`` counts the rest).
+OUTPUT_LIMIT = int(os.environ.get("FLAME_JUPYTER_OUTPUT_LIMIT", 32 << 20))
 
 Listener = Callable[[Any], None]  # called with the ObjectFuture this state belongs to
 
@@ -41,7 +45,10 @@ class FutureState:
         self.error: BaseException | None = None
         self.cancel_requested = False
         self.streams_closed = False  # set once the last streamed record has been read
-        self.output: list[tuple[str, str]] = []
+        self.output: list[tuple[str, str]] = []  # the last OUTPUT_LIMIT characters printed
+        self.output_size = 0  # characters in ``output``
+        self.output_dropped = 0  # characters printed before those (not kept)
+        self.session: Any = None  # the flamepy session of the call (set by the tracker)
         self.progress: tuple[float, float, str] | None = None
         self.displays: list[dict[str, Any]] = []
         self.preview: dict[str, Any] | None = None
@@ -112,7 +119,21 @@ class FutureState:
             self.call.request_cancel()
 
     def add_output(self, stream: str, text: str) -> None:
+        """Keep ``text``; past ``OUTPUT_LIMIT`` characters in all, the oldest are dropped (whole
+        records, or the head of one record larger than the limit)."""
+        if len(text) > OUTPUT_LIMIT:
+            self.output_dropped += len(text) - OUTPUT_LIMIT
+            text = text[-OUTPUT_LIMIT:] if OUTPUT_LIMIT > 0 else ""
         self.output.append((stream, text))
+        self.output_size += len(text)
+        if self.output_size > OUTPUT_LIMIT:
+            drop, size = 0, self.output_size
+            while size > OUTPUT_LIMIT and drop < len(self.output):
+                size -= len(self.output[drop][1])
+                drop += 1
+            self.output_dropped += self.output_size - size
+            self.output_size = size
+            del self.output[:drop]
         self.notify()
 
     def set_progress(self, done: float, total: float, message: str = "") -> None:

@@ -16,20 +16,19 @@ Example
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED
+from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait as _wait_futures
 from contextlib import suppress
 from typing import Any
 
 from flamepy.runner.runner import ObjectFuture as _FlamepyObjectFuture
 
-from flame_jupyter import _flamepy
+from flame_jupyter import _flamepy, watchdog
 from flame_jupyter.errors import FlameJupyterError
 from flame_jupyter.failures import decode_failure
 from flame_jupyter.future_state import FutureState
+from flame_jupyter.gather import as_completed, get, ref, select, wait  # re-exported
 from flame_jupyter.remote.wire import State
 
 REFRESH_EVERY = 0.2  # seconds between Flame checks when an unshown future's state is read
@@ -174,7 +173,7 @@ class ObjectFuture(_FlamepyObjectFuture):
 
     def _wait_or_cancel(self, timeout: float | None) -> None:
         try:
-            self._future.exception(timeout)
+            watchdog.wait(self, timeout)  # in slices: looks at Flame (answering? bindable?) between
         except FutureTimeout:
             raise TimeoutError(f"{self._describe()} did not finish within {timeout} s") from None
         except KeyboardInterrupt:
@@ -264,7 +263,8 @@ class ObjectFuture(_FlamepyObjectFuture):
 
     @property
     def output(self) -> list[tuple[str, str]]:
-        """``(stream, text)`` pairs printed remotely, in arrival order."""
+        """``(stream, text)`` pairs printed remotely, in arrival order: the last
+        ``FLAME_JUPYTER_OUTPUT_LIMIT`` characters (32 MiB; :attr:`output_dropped` counts the rest)."""
         self._read_output_on_access()
         return self._fs.output
 
@@ -272,6 +272,11 @@ class ObjectFuture(_FlamepyObjectFuture):
     def text(self) -> str:
         """The printed output as one text, ``\\r`` applied (a tqdm bar is its last state)."""
         from flame_jupyter.display.terminal import apply_cr
+
+    @property
+    def output_dropped(self) -> int:
+        """Characters printed before those :attr:`output` keeps (its bound: ``FLAME_JUPYTER_OUTPUT_LIMIT``)."""
+        return self._fs.output_dropped
 
         return apply_cr("".join(text for _, text in self.output))
 
@@ -326,69 +331,6 @@ class ObjectFuture(_FlamepyObjectFuture):
         from flame_jupyter.views import future_mimebundle
 
         return future_mimebundle(self)
-
-
-# -- many futures ------------------------------------------------------------------------------------
-def get(futures: ObjectFuture | Iterable[ObjectFuture], timeout: float | None = None) -> Any:
-    """Results of one future or a list of futures (in order)."""
-    if isinstance(futures, _FlamepyObjectFuture):
-        return futures.get() if timeout is None else _get_one(futures, timeout)
-    items = list(futures)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    return [_get_one(f, None if deadline is None else max(0.0, deadline - time.monotonic())) for f in items]
-
-
-def _get_one(f: _FlamepyObjectFuture, timeout: float | None) -> Any:
-    if isinstance(f, ObjectFuture):
-        return f.get(timeout)
-    if timeout is not None:
-        _flamepy.inner_future(f).exception(timeout)
-    return f.get()
-
-
-def ref(futures: ObjectFuture | Iterable[ObjectFuture]) -> Any:
-    """ObjectRefs of one future or a list of futures, without downloading anything."""
-    if isinstance(futures, _FlamepyObjectFuture):
-        return futures.ref()
-    return [f.ref() for f in futures]
-
-
-def wait(
-    futures: Iterable[ObjectFuture], timeout: float | None = None, return_when: str = "ALL_COMPLETED"
-) -> tuple[list[ObjectFuture], list[ObjectFuture]]:
-    """Like ``concurrent.futures.wait``: (done, not_done) lists, original order kept."""
-    items = list(futures)
-    by_inner = {id(_flamepy.inner_future(f)): f for f in items}
-    done, _ = _wait_futures(
-        [_flamepy.inner_future(f) for f in items], timeout=timeout, return_when=return_when
-    )
-    done_ids = {id(d) for d in done}
-    return [f for f in items if id(_flamepy.inner_future(f)) in done_ids], [
-        f
-        for f in items
-        if id(_flamepy.inner_future(f)) not in done_ids and id(_flamepy.inner_future(f)) in by_inner
-    ]
-
-
-def select(futures: Iterable[ObjectFuture], timeout: float | None = None) -> ObjectFuture:
-    """The first future to finish (TimeoutError if none does in time)."""
-    items = list(futures)
-    if not items:
-        raise ValueError("select() needs at least one future")
-    done, _ = wait(items, timeout=timeout, return_when=FIRST_COMPLETED)
-    if not done:
-        raise TimeoutError(f"none of {len(items)} futures finished within {timeout} s")
-    return done[0]
-
-
-def as_completed(futures: Iterable[ObjectFuture], timeout: float | None = None) -> Iterator[ObjectFuture]:
-    """Yield futures as they finish."""
-    from concurrent.futures import as_completed as _as_completed
-
-    items = list(futures)
-    by_inner = {id(_flamepy.inner_future(f)): f for f in items}
-    for inner in _as_completed([_flamepy.inner_future(f) for f in items], timeout=timeout):
-        yield by_inner[id(inner)]
 
 
 __all__ = ["ObjectFuture", "State", "get", "ref", "wait", "select", "as_completed", "FlameJupyterError"]

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from flame_jupyter import watchdog
 from flame_jupyter.calls import apply_records, drain
 from flame_jupyter.future_state import FutureState, state_of
 from flame_jupyter.registry import registry
@@ -41,6 +42,7 @@ class Tracker:
 
     def track(self, future: ObjectFuture, session: Any) -> None:
         fs = state_of(future)
+        fs.session = session
         fs.refresher = lambda st: self._refresh(future, st, session)
         with self._lock:
             self._live.setdefault(future.session_id, {})[id(future)] = (future, fs, session)
@@ -106,6 +108,8 @@ class Tracker:
         """Bring a live call's state and streamed output up to date (one or two round trips)."""
         if fs.state == State.QUEUED and fut.task_id is not None:
             self._check_started(fut.task_id, fs, session)
+        if fs.state == State.QUEUED:
+            watchdog.check(fut)  # a session whose executor cannot be bound fails its calls
         if fs.state == State.RUNNING and fs.call is not None:
             apply_records(fs, fs.call.poll())
 

@@ -32,6 +32,7 @@ MODULES = (
     "reprs",
     "notebook_libs",
     "failure",
+    "stream",
     "channel",
     "chunks",
     "pickling",

@@ -23,6 +23,7 @@ from .failure import encode
 from .notebook_libs import bundle_of, end_call, install_library_hooks
 from .reprs import estimate_size, mime_bundle
 from .runtime import _rt
+from .stream import OutputBuffer, create_stream, send_records
 from .wire import (
     CALL_KWARG,
     ENV_KWARG,
@@ -34,9 +35,7 @@ from .wire import (
     Output,
     Preview,
     Progress,
-    Record,
     StreamHeader,
-    encode_record,
 )
 
 CANCEL_POLL_DELAY = 0.05  # first cancel check after this long (short calls never pay for one)
@@ -45,6 +44,7 @@ CANCEL_GRACE = 3.0  # then the instance ends itself so the call really stops
 FLUSH_EVERY = 0.2
 CHANNEL_TICK = 0.05  # how often the channel thread looks for a call that has run a while
 PREVIEW_BYTES = 1 << 20  # results estimated larger than this get a remote preview record
+CANCEL_CHECK_AFTER = 0.02  # a call that starts this long after its submission may have been cancelled
 
 
 class Cancelled(BaseException):
@@ -151,11 +151,15 @@ class _StdProxy(io.TextIOBase):
     def __init__(self, name: str, original: Any) -> None:
         self._name = name
         self._original = original
+        self._rt = _rt()
 
     def write(self, text: str) -> int:
-        ch = _current()
+        ch = getattr(self._rt, "channel", None)  # the current call (a million prints: keep it short)
         if ch is not None and text:
-            ch.add(Output(self._name, text))  # type: ignore[arg-type]
+            try:
+                ch.add_text(self._name, text)
+            except AttributeError:  # a stand-in channel (remote/chunks.py's item recorder)
+                ch.add(Output(self._name, text))  # type: ignore[arg-type]
         try:
             return self._original.write(text)
         except Exception:  # noqa: BLE001 - the instance's own log must not fail the call
@@ -188,18 +192,21 @@ def _install_std_proxies() -> None:
         rt.std_installed = True
 
 
-class _CallChannel:
-    """The executor end of one call: buffered records to the cache, cancel checks."""
+class _CallChannel(OutputBuffer):
+    """The executor end of one call: buffered records (:class:`.stream.OutputBuffer`) to the
+    cache, cancel checks. Flushes are serialised: the one at the end of a call waits for one the
+    channel thread has under way (else its records could land after the client read the stream).
+    """
 
     def __init__(self, info: CallInfo) -> None:
+        super().__init__()
         self.info = info
-        self.records: list[Any] = []
-        self.lock = threading.Lock()
         self.done = threading.Event()
         self.cancelled = False
         self.thread_id = threading.get_ident()
         self._ref: Any = None
         self._endpoint: str | None = None
+        self._flush_lock = threading.Lock()
 
     def start(self) -> None:
         """Make this the current call of the process's one channel thread (started on the first
@@ -214,16 +221,6 @@ class _CallChannel:
                     target=_serve_channels, args=(rt.channel_slot,), name="flame-jupyter-call", daemon=True
                 ).start()
             rt.channel_slot[0] = self
-
-    def add(self, record: Record) -> None:
-        """Queue ``record`` for the next flush (as the plain tuple that travels)."""
-        with self.lock:
-            last = self.records[-1] if self.records else None
-            if last is not None and record[0] in ("stdout", "stderr") and last[0] == record[0]:
-                # one record per burst of writes
-                self.records[-1] = encode_record(Output(last[0], last[1] + record[1]))
-            else:
-                self.records.append(encode_record(record))
 
     def _loop(self) -> None:
         """Run by the channel thread once the call has run ``CANCEL_POLL_DELAY``: flush output
@@ -247,23 +244,31 @@ class _CallChannel:
         return self._endpoint
 
     def flush(self) -> None:
-        with self.lock:
-            records, self.records = self.records, []
-        if not records or not self.info.get("stream"):
-            return
-        from flamepy.core import ObjectRef, patch_object, update_object
+        """Send what was added, in patches of about ``PATCH_BYTES`` (waits for a flush under way)."""
+        with self._flush_lock:
+            records = self.take()
+            if records and self.info.get("stream"):
+                try:
+                    if self._ref is None:
+                        header: StreamHeader = {"call": self.info.get("id"), "format": STREAM_FORMAT}  # type: ignore[typeddict-item]
+                        self._ref = create_stream(self._cache_endpoint(), self.info["stream"], header)
+                    self._ref = send_records(self._ref, records)
+                except Exception as exc:  # noqa: BLE001 - losing output must not fail the call
+                    try:
+                        sys.__stderr__.write(f"flame_jupyter: could not stream call output: {exc}\n")
+                    except Exception:  # noqa: BLE001
+                        pass
 
-        try:
-            if self._ref is None:
-                ref = ObjectRef(endpoint=self._cache_endpoint(), key=self.info["stream"], version=0)
-                header: StreamHeader = {"call": self.info.get("id"), "format": STREAM_FORMAT}  # type: ignore[typeddict-item]
-                self._ref = update_object(ref, header)
-            self._ref = patch_object(self._ref, records)
-        except Exception as exc:  # noqa: BLE001 - losing output must not fail the call
-            try:
-                sys.__stderr__.write(f"flame_jupyter: could not stream call output: {exc}\n")
-            except Exception:  # noqa: BLE001
-                pass
+    def cancelled_before_start(self) -> bool:
+        """True when the client cancelled this call while it waited to start. Checked (one cache
+        read) only when it starts ``CANCEL_CHECK_AFTER`` past its submission or the clocks
+        disagree: a call that starts at once cannot have waited for a cancel."""
+        submitted = self.info.get("submitted")
+        if not self.info.get("cancel"):
+            return False
+        if isinstance(submitted, (int, float)) and 0 <= time.time() - submitted < CANCEL_CHECK_AFTER:
+            return False
+        return self._cancel_requested()
 
     def _cancel_requested(self) -> bool:
         from flamepy.core import ObjectRef, get_object
@@ -332,6 +337,10 @@ def guarded(
         channel.start()
     if channel is None:  # a plain flamepy call: exceptions stay as they are
         return fn(args, kwargs, env)
+    if channel.cancelled_before_start():  # cancelled while queued: it never runs
+        _rt().channel = None
+        channel.done.set()
+        raise _encoded_failure(Cancelled(), cancelled=True) from None
     try:
         result = fn(args, kwargs, env)
     except BaseException as exc:  # noqa: BLE001 - re-raised as a plain Exception below

@@ -112,12 +112,16 @@ class PayloadState(_PayloadRequired, total=False):
     outputs: tuple[str, ...]  # cell: names to send back
 
 
-class CallInfo(TypedDict):
-    """One call's channel (the value of :data:`CALL_KWARG`): object-cache keys."""
-
+class _CallKeys(TypedDict):
     id: str
     stream: str  # "<app>/<session>/<key>": records are patched onto this object
     cancel: str  # "<app>/<session>/<key>": the client creates it to cancel
+
+
+class CallInfo(_CallKeys, total=False):
+    """One call's channel (the value of :data:`CALL_KWARG`): object-cache keys."""
+
+    submitted: float  # the kernel's time.time() at submission (absent: a start always checks for a cancel)
 
 
 class StreamHeader(TypedDict):

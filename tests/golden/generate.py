@@ -87,9 +87,7 @@ def record_samples() -> dict[str, Any]:
         sent: list[Any] = []
 
         def flush(self) -> None:
-            with self.lock:
-                records, self.records = self.records, []
-            self.sent.extend(records)
+            self.sent.extend(self.take())
 
     call = Recorded({"id": "golden-call", "stream": "golden-app/golden-session/fj-1-out", "cancel": ""})
     out, err = ch._StdProxy("stdout", io.StringIO()), ch._StdProxy("stderr", io.StringIO())
