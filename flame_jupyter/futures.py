@@ -127,6 +127,7 @@ class ObjectFuture(_FlamepyObjectFuture):
     # -- results -----------------------------------------------------------------------------------
     def result(self, timeout: float | None = None) -> Any:
         """Alias of :meth:`get` (concurrent.futures naming)."""
+        __tracebackhide__ = True
         return self.get(timeout)
 
     def get(self, timeout: float | None = None) -> Any:
@@ -136,6 +137,7 @@ class ObjectFuture(_FlamepyObjectFuture):
         :class:`~flame_jupyter.errors.CancelledError` if cancelled, or ``TimeoutError``.
         A ``KeyboardInterrupt`` while waiting cancels the remote work, then propagates.
         """
+        __tracebackhide__ = True  # IPython shows the user's frames, not these
         self._wait_or_cancel(timeout)
         if self._fs.error is not None:
             raise self._fs.error
@@ -151,6 +153,7 @@ class ObjectFuture(_FlamepyObjectFuture):
 
     def ref(self) -> Any:
         """The ObjectRef of the result (no download)."""
+        __tracebackhide__ = True
         self._wait_or_cancel(None)
         if self._fs.error is not None:
             raise self._fs.error
@@ -168,10 +171,12 @@ class ObjectFuture(_FlamepyObjectFuture):
         return True
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        __tracebackhide__ = True
         self._wait_or_cancel(timeout)
         return self._fs.error
 
     def _wait_or_cancel(self, timeout: float | None) -> None:
+        __tracebackhide__ = True
         try:
             watchdog.wait(self, timeout)  # in slices: looks at Flame (answering? bindable?) between
         except FutureTimeout:
@@ -269,14 +274,14 @@ class ObjectFuture(_FlamepyObjectFuture):
         return self._fs.output
 
     @property
-    def text(self) -> str:
-        """The printed output as one text, ``\\r`` applied (a tqdm bar is its last state)."""
-        from flame_jupyter.display.terminal import apply_cr
-
-    @property
     def output_dropped(self) -> int:
         """Characters printed before those :attr:`output` keeps (its bound: ``FLAME_JUPYTER_OUTPUT_LIMIT``)."""
         return self._fs.output_dropped
+
+    @property
+    def text(self) -> str:
+        """The printed output as one text, ``\\r`` applied (a tqdm bar is its last state)."""
+        from flame_jupyter.display.terminal import apply_cr
 
         return apply_cr("".join(text for _, text in self.output))
 
