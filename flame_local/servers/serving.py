@@ -25,11 +25,23 @@ from flame_local.servers.peers import REFUSED
 TRANSPORT_LIMIT = 256 * 1024 * 1024
 
 
-class _AioPeerCheck(grpc.aio.ServerInterceptor):
-    """Check ``context.peer()`` before every call (sync handlers and async streams alike)."""
+def _decoded(decode: Callable[[bytes], Any] | None, raw: Any) -> tuple[Any, str | None]:
+    """The request, or tonic's answer to bytes that are no protobuf message: INTERNAL "failed to
+    decode Protobuf message: ..." (tonic ``codec/prost.rs``; grpc.aio would say UNKNOWN)."""
+    if decode is None:
+        return raw, None
+    try:
+        return decode(raw), None
+    except Exception as e:  # noqa: BLE001 - any decoding failure is the client's bad bytes
+        return None, f"failed to decode Protobuf message: {e}"
 
-    def __init__(self, check: Callable[[str], bool]) -> None:
-        self._check = check
+
+class _AioPeerCheck(grpc.aio.ServerInterceptor):
+    """Check ``context.peer()`` before every call (sync handlers and async streams alike), then
+    decode the request (bad bytes: INTERNAL, as tonic answers)."""
+
+    def __init__(self, check: Callable[[str], bool] | None) -> None:
+        self._check = check or (lambda _peer: True)
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
@@ -39,26 +51,32 @@ class _AioPeerCheck(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             fn = handler.unary_unary
 
-            def unary(request: Any, context: Any) -> Any:
+            decode = handler.request_deserializer
+
+            def unary(raw: Any, context: Any) -> Any:
                 if not check(context.peer()):
                     context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSED)
+                request, error = _decoded(decode, raw)
+                if error is not None:
+                    context.abort(grpc.StatusCode.INTERNAL, error)
                 return fn(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(unary, None, handler.response_serializer)
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
             stream_fn = handler.unary_stream
 
-            async def stream(request: Any, context: Any) -> Any:
+            stream_decode = handler.request_deserializer
+
+            async def stream(raw: Any, context: Any) -> Any:
                 if not check(context.peer()):
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSED)
+                request, error = _decoded(stream_decode, raw)
+                if error is not None:
+                    await context.abort(grpc.StatusCode.INTERNAL, error)
                 async for message in stream_fn(request, context):
                     yield message
 
-            return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_stream_rpc_method_handler(stream, None, handler.response_serializer)
         return handler
 
 
@@ -126,7 +144,7 @@ class FrontendServer:
             )
             server = grpc.aio.server(
                 migration_thread_pool=self._pool,
-                interceptors=[_AioPeerCheck(self._peer_check)] if self._peer_check else None,
+                interceptors=[_AioPeerCheck(self._peer_check)],  # also decodes requests as tonic does
                 options=self._options,
             )
             frontend_pb2_grpc.add_FrontendServicer_to_server(self._servicer, server)
