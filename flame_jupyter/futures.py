@@ -160,9 +160,10 @@ class ObjectFuture(_FlamepyObjectFuture):
         return super().ref()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until finished; True if it finished (successfully or not)."""
+        """Wait until finished; True if it finished (successfully or not). Like ``get()``, it
+        looks at Flame between slices (a call that can never start ends ``failed``)."""
         try:
-            self._future.exception(timeout)
+            watchdog.wait(self, timeout)
         except FutureTimeout:
             return False
         except FutureCancelled:
