@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -108,6 +109,7 @@ class MapFuture:
     # -- the driver ----------------------------------------------------------------------------------
     def _drive(self) -> None:
         fs = self._fs
+        looked = time.monotonic()
         try:
             while True:
                 while (
@@ -122,10 +124,13 @@ class MapFuture:
                 try:
                     chunk = self._finished.get(timeout=POLL)
                 except queue.Empty:
+                    chunk = None
+                if chunk is None or time.monotonic() - looked >= POLL:  # running counts stay true
                     self._look_at_queued()
-                    continue
-                self._chunks.remove(chunk)
-                self._collect(chunk)
+                    looked = time.monotonic()
+                if chunk is not None:
+                    self._chunks.remove(chunk)
+                    self._collect(chunk)
         except BaseException as e:  # noqa: BLE001 - reported through the group's state
             fs.driver_failed(e)
             for chunk in list(self._chunks):
