@@ -33,6 +33,7 @@ MODULES = (
     "notebook_libs",
     "failure",
     "stream",
+    "worker",
     "channel",
     "chunks",
     "pickling",

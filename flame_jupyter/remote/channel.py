@@ -3,14 +3,14 @@
 Everything here travels over Flame's public protocol only: the call's output, progress and
 displays are records (:mod:`.wire`) appended (patch) to one object of the object cache, which
 the client polls with version-aware gets (patch-only replies); cancel is an object the client
-creates. A failed call leaves as one exception whose text carries the encoded failure.
+creates. A failed call leaves as one exception whose text carries the encoded failure. The call's code
+runs on the process's worker thread (:mod:`.worker`), so a cancel never has to end the instance.
 """
 
 from __future__ import annotations
 
 import importlib
 import io
-import os
 import sys
 import threading
 import time
@@ -31,16 +31,16 @@ from .wire import (
     CallInfo,
     CancelSeen,
     Display,
-    End,
     Output,
     Preview,
     Progress,
     StreamHeader,
 )
+from .worker import Job, abandon, interrupt, is_abandoned, run_on_worker
 
 CANCEL_POLL_DELAY = 0.05  # first cancel check after this long (short calls never pay for one)
 CANCEL_POLL_EVERY = 0.5
-CANCEL_GRACE = 3.0  # then the instance ends itself so the call really stops
+CANCEL_GRACE = 3.0  # then code stuck in C is abandoned: the call ends cancelled, the instance lives on
 FLUSH_EVERY = 0.2
 CHANNEL_TICK = 0.05  # how often the channel thread looks for a call that has run a while
 PREVIEW_BYTES = 1 << 20  # results estimated larger than this get a remote preview record
@@ -74,7 +74,7 @@ class RemoteAPI:
 
 
 def _current() -> Any:
-    return getattr(_rt(), "channel", None)
+    return None if is_abandoned() else getattr(_rt(), "channel", None)
 
 
 def _api_progress(done: float, total: float | None = None, message: str = "") -> None:
@@ -155,7 +155,7 @@ class _StdProxy(io.TextIOBase):
 
     def write(self, text: str) -> int:
         ch = getattr(self._rt, "channel", None)  # the current call (a million prints: keep it short)
-        if ch is not None and text:
+        if ch is not None and text and not is_abandoned():  # a stuck call's late output is dropped
             try:
                 ch.add_text(self._name, text)
             except AttributeError:  # a stand-in channel (remote/chunks.py's item recorder)
@@ -203,7 +203,8 @@ class _CallChannel(OutputBuffer):
         self.info = info
         self.done = threading.Event()
         self.cancelled = False
-        self.thread_id = threading.get_ident()
+        self.job: Job | None = None  # the call's code on the worker thread
+        self.name = "a call"
         self._ref: Any = None
         self._endpoint: str | None = None
         self._flush_lock = threading.Lock()
@@ -280,20 +281,16 @@ class _CallChannel(OutputBuffer):
             return False
 
     def _interrupt(self) -> None:
-        import ctypes
-
+        """Raise :class:`Cancelled` in the call's code; code stuck in C past ``CANCEL_GRACE`` is
+        abandoned: the call ends cancelled now and the instance serves on (never ends itself)."""
         self.cancelled = True
         self.add(CancelSeen("cancel", _now()))
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(self.thread_id), ctypes.py_object(Cancelled)
-        )
+        job = self.job
+        if job is None:
+            return
+        interrupt(job, Cancelled)
         if not self.done.wait(CANCEL_GRACE):
-            # Stuck in C code: end this instance; Flame fails the task, the session goes on.
-            self.add(End("end", _now(), "cancelled"))
-            self.flush()
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
+            abandon(job, f"{self.name} (call {self.info.get('id')}, cancelled {time.strftime('%H:%M:%S')})")
 
     def finish(self, result: Any = None, failed: bool = False) -> None:
         self.done.set()
@@ -333,6 +330,7 @@ def guarded(
         _install_std_proxies()
         install_library_hooks()
         channel = _CallChannel(call)
+        channel.name = getattr(getattr(fn, "__self__", None), "__name__", None) or channel.name
         _rt().channel = channel
         channel.start()
     if channel is None:  # a plain flamepy call: exceptions stay as they are
@@ -342,7 +340,7 @@ def guarded(
         channel.done.set()
         raise _encoded_failure(Cancelled(), cancelled=True) from None
     try:
-        result = fn(args, kwargs, env)
+        result = _run_on_worker(channel, lambda: fn(args, kwargs, env))
     except BaseException as exc:  # noqa: BLE001 - re-raised as a plain Exception below
         _end_call(None)
         _rt().channel = None
@@ -355,6 +353,19 @@ def guarded(
         raise _encoded_failure(_generator_error(result)) from None  # no traceback: no frame to show
     channel.finish(result)
     return result
+
+
+def _run_on_worker(channel: _CallChannel, code: Callable[[], Any]) -> Any:
+    """The call's code, run on the worker thread; raises what it raised (Cancelled if abandoned)."""
+
+    job = channel.job = Job(code)
+    run_on_worker(job)
+    if job.abandoned:
+        raise Cancelled()
+    error, value, job.error, job.value = job.error, job.value, None, None
+    if error is not None:
+        raise error
+    return value
 
 
 def _end_call(result: Any) -> None:

@@ -181,7 +181,8 @@ class CancelSeen(NamedTuple):
 
 
 class End(NamedTuple):
-    """The executor is ending itself (a cancelled call stuck in C code)."""
+    """Old executors only: "ending itself" (a cancelled call stuck in C). No longer written, still read:
+    a call stuck in C is now abandoned on its worker thread and the instance serves on."""
 
     kind: Literal["end"]
     at: float
