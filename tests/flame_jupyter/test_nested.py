@@ -103,7 +103,6 @@ def test_recursion_through_its_own_service(tmp_path: Path, wide_env: dict[str, s
     assert out == ["fib 8"]
 
 
-@pytest.mark.xfail(strict=False, reason="needs slot lending")
 def test_recursion_deeper_than_the_slots_with_default_settings(tmp_path: Path, flame_home: Path) -> None:
     from flame_local import LocalRuntime
 
