@@ -46,6 +46,7 @@ from concurrent.futures import Future
 from flamepy.core.cache import ObjectRef
 from flamepy.runner.runner import ObjectFuture as _FP
 from IPython.display import display
+from flame_jupyter.future_state import state_of
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.registry import ServiceInfo, registry
 from flame_jupyter.widgets.pump import pump
@@ -58,7 +59,7 @@ futures = [ObjectFuture(_FP(i), label=f"task {{k}}", service="bench", app="bench
 for k, f in enumerate(futures):
     f.task_id = str(k)
     registry.add_future(f)
-    f.mark_running()
+    state_of(f).running()
 
 stop = threading.Event()
 events = [0]
@@ -73,8 +74,8 @@ def drive():
         part = futures[tick % slices :: slices]
         for f in part:
             n = (f.progress[0] if f.progress else 0) + 1
-            f.record_progress(n, 1_000_000, "working")
-            f.record_output("stdout", f"step {{n}}\\n")
+            state_of(f).set_progress(n, 1_000_000, "working")
+            state_of(f).add_output("stdout", f"step {{n}}\\n")
         events[0] += len(part)
         tick += 1
         nxt += step
@@ -102,7 +103,7 @@ FINISH = """
 stop.set(); driver.join(10)
 ref = ObjectRef(endpoint="grpc://127.0.0.1:9", key="bench/bench-ssn/x", version=1).encode()
 for f, inner in zip(futures, inners):
-    f.record_preview({"text/plain": "42"})
+    state_of(f).set_preview({"text/plain": "42"})
     inner.set_result(ref)
 from flame_jupyter.widgets import widget_for
 widgets = [widget_for(f) for f in futures]
@@ -113,7 +114,7 @@ print("settled", sum(not w.watching for w in widgets), "of", len(widgets), "pend
 """
 
 STATS = """
-print({"events": events[0], "flushes": pump().flushes, "ticks": pump().ticks, "listeners": sum(len(f._listeners) for f in futures)})
+print({"events": events[0], "flushes": pump().flushes, "ticks": pump().ticks, "listeners": sum(state_of(f).listeners() for f in futures)})
 """
 
 
