@@ -33,7 +33,10 @@ _capturing = threading.local()  # session ids whose globals are being captured r
 def _endpoints(cache_endpoint: str | None = None) -> FlameEndpoints:
     conn = current()
     if conn is None:
-        raise RuntimeError("not connected to Flame")
+        raise RuntimeError(
+            "cannot send a service into remote code: this process is not connected to Flame "
+            "(call flame_jupyter.connect() or %load_ext flame_jupyter first)"
+        )
     return {"endpoint": conn.endpoint, "cache_endpoint": cache_endpoint or conn.cache_endpoint}
 
 
