@@ -72,6 +72,8 @@ class ObjectFuture(_FlamepyObjectFuture):
         tracker; reading it on one nobody shows asks Flame (at most every 0.2 s)."""
         if not self.done():
             self._fs.refresh(REFRESH_EVERY)
+        elif not self._fs.state.terminal:  # finished, its done callback still decoding: finish now
+            self._on_done(None)
         return self._fs.state.value
 
     @property
@@ -114,7 +116,7 @@ class ObjectFuture(_FlamepyObjectFuture):
         return self._future.done()
 
     def cancelled(self) -> bool:
-        return self._fs.state == State.CANCELLED
+        return self.state == State.CANCELLED
 
     def _on_done(self, _fut: Any) -> None:
         try:
@@ -322,7 +324,9 @@ class ObjectFuture(_FlamepyObjectFuture):
 
     @property
     def error(self) -> BaseException | None:
-        """The failure, once failed or cancelled (never blocks)."""
+        """The failure, once failed or cancelled (never waits for the call)."""
+        if self.done() and not self._fs.state.terminal:
+            self._on_done(None)
         return self._fs.error
 
     # -- display -----------------------------------------------------------------------------------

@@ -73,9 +73,9 @@ def flame_status(session_ids: list[str]) -> dict[str, Any]:
                 "succeed": s.succeed,
                 "failed": s.failed,
             }
-        embedded = mode == "embedded" or (
-            mode == "unknown" and _is_loopback(os.environ.get("FLAME_ENDPOINT", ""))
-        )
+        # one machine's Flame (embedded, `flame-local start`, or a cluster on loopback): its
+        # instances are few and worth showing
+        embedded = mode == "embedded" or _is_loopback(os.environ.get("FLAME_ENDPOINT", ""))
         if embedded:
             status["show_instances"] = True
             status["instances"] = [_instance(e) for e in flamepy.list_executors()]
