@@ -129,6 +129,7 @@ def test_04_large_global_is_uploaded_once_and_futures_travel_by_reference(tmp_pa
 
     objects = json.loads(nb.cells[-1].outputs[0].text)
     big = sorted((size, key) for key, size in objects if size >= 16_000_000)
+
     # The kernel's Runner keeps shared values under `<app>/<its key>` (`fjk-...`); a session's
     # objects (results) live under `<app>/<session id>` (`<app>-fjk-...-<n>`).
     def shared(key: str) -> bool:
