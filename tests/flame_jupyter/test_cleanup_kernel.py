@@ -15,12 +15,12 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import flamepy
 
 from tests.kernel_helpers import KernelSession
+from tests.polling import wait_for
 
 SPIN = "def spin():\n    import time\n    while True:\n        time.sleep(0.02)\n"
 
@@ -45,20 +45,11 @@ def _apps() -> set[str]:
     return {a.name for a in flamepy.list_applications()}
 
 
-def _until(cond: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
-
 def _start_running_calls(k: KernelSession, app: str) -> None:
     _ok(k, f"%config FlameMagics.app = {app!r}")
     _ok(k, SPIN + "%flame_service spinner = spin\nfs = [spinner() for _ in range(3)]")
     _ok(k, "%%flame --no-block\nimport time\nwhile True:\n    time.sleep(0.02)")
-    assert _until(lambda: sum(s.running for s in _open(app)) >= 2, 60), "calls did not start"
+    wait_for(lambda: sum(s.running for s in _open(app)) >= 2, 60, "the calls to start")
     assert len(_open(app)) == 2 and app in _apps()
 
 
@@ -69,7 +60,7 @@ def test_restart_with_running_calls_closes_sessions_and_app(tmp_path: Path, runt
         _start_running_calls(k, app)
         k.km.restart_kernel(now=False)
         k.kc.wait_for_ready(timeout=60)
-        assert _until(lambda: not _open(app) and app not in _apps(), 30), [s.id for s in _open(app)]
+        wait_for(lambda: not _open(app) and app not in _apps(), 30, f"{app}'s sessions and app to close")
 
 
 def test_unload_with_running_calls_closes_everything(tmp_path: Path, runtime) -> None:
@@ -92,7 +83,7 @@ def test_killed_kernel_leftovers_are_closed_by_the_next_load_ext(tmp_path: Path,
         left = {s.id for s in _open(app)}
         pid = a.km.provisioner.process.pid
         os.kill(pid, signal.SIGKILL)
-        assert _until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 20)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 20, f"process {pid} to end")
     time.sleep(1)
     assert {s.id for s in _open(app)} == left, "a killed kernel left nothing: the test proves nothing"
     assert all(f"-{pid}-" in sid for sid in left)  # each session names its kernel

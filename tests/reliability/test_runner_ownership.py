@@ -24,6 +24,7 @@ import pytest
 
 import flame_jupyter as fj
 from flame_jupyter.cleanup import CleanupError
+from tests.polling import wait_for
 
 
 def _open(app: str) -> list[str]:
@@ -40,17 +41,8 @@ def _apps() -> set[str]:
     return {a.name for a in flamepy.list_applications()}
 
 
-def _until(cond: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
 def _wait_file(path: Path, proc: subprocess.Popen[str], seconds: float = 120) -> None:
-    assert _until(lambda: path.exists() or proc.poll() is not None, seconds), f"no {path.name}"
+    wait_for(lambda: path.exists() or proc.poll() is not None, seconds, path.name, interval=0.1)
     assert path.exists(), proc.communicate(timeout=10)
 
 
@@ -149,7 +141,7 @@ def test_service_close_while_a_call_runs_retries_after_a_failed_close(runtime) -
     try:
         svc = rr.service(_notebook_function(SLOW, "slow"))
         fut = svc(60)
-        assert _until(lambda: _running(svc.session_id) == 1, 60)
+        wait_for(lambda: _running(svc.session_id) == 1, 60, "the call to run", interval=0.1)
         with pytest.raises(CleanupError, match="Cannot close session with running tasks") as e:
             svc.close(timeout=0.3)
         assert svc.session_id in str(e.value)

@@ -9,19 +9,13 @@ import pytest
 
 from flame_jupyter.remote import worker
 from flame_jupyter.remote.channel import Cancelled
+from tests.polling import wait_for
 
 
 def _stuck(seconds: float, seen: list[int]) -> None:
     seen.append(threading.get_ident())
     time.sleep(seconds)  # one C call: an async exception waits until it returns
     seen.append(-1)  # never reached: the pending interrupt fires first
-
-
-def _wait_until(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(cond())
 
 
 def test_interrupt_stops_python_code_and_the_worker_serves_on() -> None:
@@ -33,7 +27,7 @@ def test_interrupt_stops_python_code_and_the_worker_serves_on() -> None:
     job = worker.Job(spin)
     t = threading.Thread(target=worker.run_on_worker, args=(job,))
     t.start()
-    assert _wait_until(lambda: job.running)
+    wait_for(lambda: job.running, 10, "the job to run", interval=0.01)
     assert worker.interrupt(job, Cancelled)
     t.join(5)
     assert not t.is_alive() and isinstance(job.error, Cancelled) and not job.abandoned
@@ -51,7 +45,7 @@ def test_code_stuck_in_c_is_abandoned_and_bounded() -> None:
             job = worker.Job(lambda: _stuck(1.5, seen))
             t = threading.Thread(target=worker.run_on_worker, args=(job,))
             t.start()
-            assert _wait_until(lambda j=job: j.running)  # type: ignore[misc]
+            wait_for(lambda j=job: j.running, 10, "the job to run", interval=0.01)  # type: ignore[misc]
             assert worker.interrupt(job, Cancelled)
             assert worker.abandon(job, f"stuck-{len(jobs)}")
             t.join(2)
@@ -64,7 +58,7 @@ def test_code_stuck_in_c_is_abandoned_and_bounded() -> None:
         assert not refused.running
     finally:
         stuck = worker._rt().abandoned_threads  # type: ignore[attr-defined]
-        assert _wait_until(lambda: not stuck)  # each stuck call returned and its thread ended
+        wait_for(lambda: not stuck, 10, "the stuck calls to return", interval=0.01)  # and their threads ended
     assert -1 not in seen  # the pending interrupt stopped each one as its C call returned
     after = worker.Job(lambda: 7)
     worker.run_on_worker(after)  # slots free again: calls run
