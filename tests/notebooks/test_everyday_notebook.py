@@ -1,6 +1,6 @@
 """notebooks/06-everyday.ipynb executed top to bottom in a fresh kernel, its outputs asserted:
-pandas in and out, a plot from ``%%flame`` as an image, a tqdm bar as one line, a blocking cell with
-its live widget and progress, and an error."""
+pandas in and out (also a 10 MB DataFrame argument), a plot from ``%%flame`` as an image, a tqdm
+bar as one line, a blocking cell with its live widget and progress, and an error."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def test_06_everyday_notebook(tmp_path: Path) -> None:
 
     table = text(nb, "pandas-out")
     assert "total" in table and "rows" in table and "a" in table.split("\n", 2)[-1], table
+
+    assert stdout(nb, "big-argument") == "10 MB\n"  # over 4 MiB: it goes through the object cache
+    big = text(nb, "big-argument").splitlines()
+    assert big[0].split() == ["total", "rows"] and len(big) == 6, big
+    assert [line.split() for line in big[2:]] == [[str(g), "1365000", "105000"] for g in range(4)], big
 
     plot = cell(nb, "plot").outputs
     images = [o for o in plot if o.output_type == "display_data" and "image/png" in o.data]
