@@ -121,6 +121,10 @@ class CancelledError(FlameJupyterError):
     """The future was cancelled before it produced a result."""
 
 
+class ResourceRequestError(FlameJupyterError, ValueError):
+    """A ``--cpu/--memory`` (``resources=``) request larger than any node of the Flame in use."""
+
+
 # The Runner guide's troubleshooting errors, with what to do about each (flamepy texts as keys).
 GUIDE_ERRORS = {
     "Package configuration is not set": (

@@ -63,6 +63,16 @@ def resources(cpu: int | None, memory: str | None) -> Any:
     return ResourceRequirement(cpu=cpu or 1, memory=parse_memory(memory) or 1024**3)
 
 
+def _check_resources(res: Any, what: str) -> None:
+    """A request no Flame node can hold is a usage error, before anything is created on Flame."""
+    from flame_jupyter.capacity import check_resources
+
+    try:
+        check_resources(res, what)
+    except FlameJupyterError as e:
+        raise UsageError(str(e)) from None
+
+
 def resource_args(what: str) -> Any:
     """The --cpu/--memory option group, shared by %%flame and %flame_service (ipyparallel's
     ``exec_args`` pattern): ``what`` says what the request is for."""
@@ -259,6 +269,7 @@ class FlameMagics(Magics):
         source = shell.transform_cell(cell) if shell is not None else cell
         count = _cell_number(shell)
         label = label or (f"%%flame In[{count}]" if count else "%%flame")
+        _check_resources(resources, "%%flame")
         try:
             captured = self.runner.capturer.capture_cell(
                 source,
@@ -424,6 +435,7 @@ class FlameMagics(Magics):
         if args.warmup is not None and args.warmup < 0:
             raise UsageError("--warmup must be 0 or more")
         res = resources(args.cpu, args.memory)
+        _check_resources(res, f"%flame_service {name}")
         from flame_jupyter.runner import check_servable
 
         try:

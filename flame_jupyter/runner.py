@@ -28,6 +28,7 @@ from typing import Any
 from flame_jupyter import _flamepy, cleanup, identity
 from flame_jupyter import futures as _futures
 from flame_jupyter.calls import CallChannel
+from flame_jupyter.capacity import check_resources
 from flame_jupyter.capture import Captured, Capturer, FlameObjectStore
 from flame_jupyter.capture.arguments import TOO_LARGE_ADVICE, too_large
 from flame_jupyter.connection import ensure_connected
@@ -130,6 +131,7 @@ class Runner:
         if self._closed:
             raise FlameJupyterError(f"Runner {self.name!r} is closed")
         check_servable(obj, name)
+        check_resources(resources, f"service {name or getattr(obj, '__name__', type(obj).__name__)!r}")
         captured = (
             obj if isinstance(obj, Captured) else self.capturer.capture(obj, snapshot=snapshot, name=name)
         )

@@ -303,9 +303,9 @@ def test_resources_reach_flame_session_spec(kernel: KernelSession, runtime) -> N
     assert (spec.resreq.cpu, spec.resreq.memory) == (2, 512 * 2**20)
     ok(kernel, "%%flame\n2")
     assert val(kernel, "_.session_id") != sid
-    ok(kernel, "%flame_service --cpu 3 --memory 1Gi rs = sum_fn")
+    ok(kernel, "%flame_service --cpu 1 --memory 1Gi rs = sum_fn")  # within any machine's capacity
     spec = runtime.store.get_session(val(kernel, "rs.session_id")).spec
-    assert (spec.resreq.cpu, spec.resreq.memory) == (3, 2**30)
+    assert (spec.resreq.cpu, spec.resreq.memory) == (1, 2**30)
 
 
 def test_large_global_is_uploaded_once_for_two_calls_and_again_when_changed(

@@ -78,6 +78,7 @@ USER_ERRORS = {
     "FlameConnectionError",
     "CaptureError",
     "RemoteError",
+    "ResourceRequestError",
     "CancelledError",
     "TimeoutError",
     "RuntimeError",
