@@ -376,9 +376,9 @@ class FlameMagics(Magics):
         action="store_true",
         help="Freeze the notebook globals the code uses now, instead of sending current values with every call.",
     )
-    @argument("--list", action="store_true", help="List this kernel's services.")
+    @argument("--list", action="store_true", help="List this kernel's services and cell sessions.")
     @argument("--close", default=None, metavar="NAME", help="Close the service bound to NAME.")
-    @argument("--close-all", action="store_true", help="Close every service of this kernel.")
+    @argument("--close-all", action="store_true", help="Close every service and cell session of this kernel.")
     @line_magic
     def flame_service(self, line: str) -> Any:
         """Make a remote service from a notebook function, class or instance.
@@ -413,7 +413,8 @@ class FlameMagics(Magics):
         if args.close_all:
             names = list(self.services)
             removed = [name for name in names if self._close_service(name)]
-            print(_closed_message(names, removed) if names else "flame_jupyter: no services to close")
+            closed = names + self._close_cells()
+            print(_closed_message(closed, removed) if closed else "flame_jupyter: no services to close")
             return None
         if args.close:
             if args.close not in self.services:
@@ -473,8 +474,22 @@ class FlameMagics(Magics):
                 del self.shell.user_ns[name]
         return removed
 
+    def _close_cells(self) -> list[str]:
+        """Close the ``%%flame`` sessions (named ones and the plain cells'); their names."""
+        with self._lock:
+            cells = [svc for svc in self._cells.values() if not svc.closed]
+            self._cells.clear()
+        for svc in cells:
+            svc.close()
+        return [svc.name for svc in cells]
+
     def _list_services(self) -> None:
-        if not self.services:
+        with self._lock:
+            rows = [(name, svc.kind, svc) for name, svc in self.services.items()]
+            rows += [
+                (c.name, "session" if c.session else "cell", c) for c in self._cells.values() if not c.closed
+            ]
+        if not rows:
             print("no services (create one with %flame_service NAME = EXPR)")
             return
         from flame_jupyter.registry import registry
@@ -482,11 +497,11 @@ class FlameMagics(Magics):
         print(
             f"{'name':<16} {'kind':<9} {'session':<28} {'queued':>6} {'running':>7} {'done':>6} {'failed':>6}"
         )
-        for name, svc in self.services.items():
+        for name, kind, svc in rows:
             info = registry.services.get(svc.session_id)
             c = info.counts if info else {}
             print(
-                f"{name:<16} {svc.kind:<9} {svc.session_id:<28} {c.get('queued', 0):>6} {c.get('running', 0):>7} {c.get('done', 0):>6} {c.get('failed', 0):>6}"
+                f"{name:<16} {kind:<9} {svc.session_id:<28} {c.get('queued', 0):>6} {c.get('running', 0):>7} {c.get('done', 0):>6} {c.get('failed', 0):>6}"
             )
 
     # -- %flame ---------------------------------------------------------------------------------------
