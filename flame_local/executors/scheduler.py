@@ -4,8 +4,8 @@ Instance counts follow Flame's scheduler (``scheduler/plugins/{priority,gang}.rs
 ``actions/allocate.rs``): a session wants ``max(min_instances, floor((pending + running) /
 batch_size) * batch_size)`` instances, capped by its ``max_instances``; new instances are committed
 in multiples of ``batch_size`` only (gang), round-robin over waiting sessions, oldest work first.
-Pending work scales a session up only once it has waited ``SCALE_UP_DELAY_MS`` (a burst of short
-calls stays on the instance that already runs).
+A burst gets its instances at once, as in Flame (``allocate.rs`` re-queues an underused session
+after each gang until its demand is met, in one cycle): its calls spread over several instances.
 
 Slots: ``capacity`` bounds the instances that *occupy a slot*: binding ones, ones running a task
 (unless the task waits on other tasks: ``waiting``, its slot is lent, as Ray releases a blocked
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "SCALE_UP_DELAY_MS",
     "STARVED_AFTER_MS",
     "InstanceView",
     "Plan",
@@ -45,7 +44,6 @@ __all__ = [
 ]
 
 STARVED_AFTER_MS = 1000  # at the process limit, then a parked instance of another session goes
-SCALE_UP_DELAY_MS = 200  # pending work must wait this long before it gets more instances
 
 
 @dataclass(frozen=True)
@@ -96,16 +94,11 @@ class Plan:
     reclaim: tuple[str, ...] = ()  # parked instances taken at the process limit (their state is lost)
 
 
-def wanted(ssn: SessionView, now_ms: float) -> int:
-    """How many instances ``ssn`` wants now (before subtracting those it has)."""
+def wanted(ssn: SessionView) -> int:
+    """How many instances ``ssn`` wants now (before subtracting those it has): Flame v0.6.0's
+    ``compute_demand`` (session_manager/src/scheduler/plugins/priority.rs), counted in instances."""
     batch = ssn.batch_size
     work = ssn.pending + ssn.running
-    oldest = _oldest(ssn)
-    if oldest > now_ms - SCALE_UP_DELAY_MS:
-        # Like Flame's periodic scheduler, scale up only for work that has waited a moment:
-        # a burst of short calls stays on the instance that already runs (the guide's Counter
-        # example relies on it), min_instances start at once.
-        work = min(work, ssn.running + (1 if ssn.pending else 0))
     want = max(ssn.min_instances, (work // batch) * batch)
     if ssn.max_instances is not None:
         want = min(want, ssn.max_instances)
@@ -156,7 +149,7 @@ def plan(snap: Snapshot) -> Plan:
     free = min(free_slots, free_procs)
     wanting: list[list[Any]] = []  # [session, deficit left]
     for ssn in demand:
-        deficit = wanted(ssn, snap.now_ms) - have.get(ssn.id, 0)
+        deficit = wanted(ssn) - have.get(ssn.id, 0)
         deficit -= deficit % ssn.batch_size
         if deficit <= 0 or ssn.backing_off:
             continue

@@ -72,7 +72,9 @@ def test_runner_guide_examples_with_the_sdk(tmp_path: Path, script_env: dict[str
         """
         ),
     )
-    assert out == ["4", "4", "14", "28", "8 28", "Hi, World!"]
+    # The class service autoscales: Flame gives the burst an instance (and a Counter) per call.
+    assert out[1] in {"0", "1", "3", "4"}
+    assert out[:1] + out[2:] == ["4", "14", "28", "8 28", "Hi, World!"]
 
 
 def test_globals_are_current_unless_snapshot(tmp_path: Path, script_env: dict[str, str]) -> None:

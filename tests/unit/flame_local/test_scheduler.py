@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flame_local.executors.scheduler import (
-    SCALE_UP_DELAY_MS,
     STARVED_AFTER_MS,
     InstanceView,
     Plan,
@@ -17,8 +16,8 @@ from flame_local.executors.scheduler import (
 )
 
 NOW = 1_000_000.0  # wall clock, ms
-WAITED = NOW - SCALE_UP_DELAY_MS  # pending work this old may scale a session up
-FRESH = NOW - SCALE_UP_DELAY_MS + 1  # just too young for that
+WAITED = NOW - 200  # pending work that has waited a moment (its age orders sessions only)
+FRESH = NOW  # pending work just created
 
 
 def snap(
@@ -45,11 +44,16 @@ def test_a_pending_task_gets_one_instance_at_once() -> None:
     assert plan(snap([SessionView("a", pending=1, oldest_pending_ms=NOW)])).launch == ("a",)
 
 
-def test_young_burst_stays_on_the_running_instance() -> None:
-    ssn = SessionView("a", pending=5, running=1, oldest_pending_ms=FRESH)
-    assert plan(snap([ssn], bound(1, "a", state="running"))).launch == ("a",)  # running + 1 pending
-    waited = SessionView("a", pending=5, running=1, oldest_pending_ms=WAITED)
-    assert plan(snap([waited], bound(1, "a", state="running"))).launch == ("a",) * 3  # capacity 4
+def test_a_burst_gets_its_instances_at_once() -> None:
+    # Flame v0.6.0 session_manager/src/scheduler/plugins/priority.rs `compute_demand` (pending +
+    # running, floored to batches, clamped to [min, max]) and actions/allocate.rs (an underused
+    # session is pushed back after each committed gang until it is satisfied, in one cycle): a
+    # burst of fresh tasks gets its instances in the first cycle, with no wait.
+    fresh = SessionView("a", pending=5, running=1, oldest_pending_ms=NOW)
+    assert plan(snap([fresh], bound(1, "a", state="running"))).launch == ("a",) * 3  # capacity 4
+    burst = SessionView("a", pending=3, oldest_pending_ms=NOW)
+    assert plan(snap([burst], capacity=8)).launch == ("a",) * 3
+    assert plan(snap([burst], bound(1, "a"), capacity=8)).launch == ("a",) * 2
 
 
 def test_min_instances_start_without_work_and_max_caps() -> None:
