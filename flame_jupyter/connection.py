@@ -184,6 +184,29 @@ def ensure_connected() -> Connection:
         return _current if _current is not None else connect()
 
 
+def health(conn: Connection | None = None) -> list[str]:
+    """What is wrong or right with the embedded runtime this process started, one line each
+    (nothing for a cluster: its health is the cluster's)."""
+    conn = conn or current()
+    rp = conn.runtime if conn is not None else None
+    if rp is None:
+        return []
+    lines = [f"runtime process: pid {rp.pid} " + ("running" if rp.alive() else "NOT RUNNING: %flame start")]
+    for what, path in (("runtime home", rp.home), ("instance sockets", rp.socket_dir)):
+        if not path:
+            continue
+        if Path(path).is_dir():
+            lines.append(f"{what}: {path} (ok)")
+        elif what == "instance sockets":
+            lines.append(
+                f"instance sockets: {path} is missing (a temp cleaner?); the runtime recreates it "
+                "when it starts the next instance, running instances keep serving"
+            )
+        else:
+            lines.append(f"runtime home: {path} is missing (a temp cleaner?): %flame stop, then %flame start")
+    return lines
+
+
 def disconnect() -> None:
     """Forget the connection; stop the embedded runtime if this process started it."""
     global _current

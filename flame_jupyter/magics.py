@@ -615,6 +615,8 @@ class FlameMagics(Magics):
 
         conn = connection.current()
         print(f"flame_jupyter: {conn if conn else 'not connected (%flame connect or %flame start)'}")
+        for line in connection.health(conn):
+            print(f"  {line}")
         if self._runner is not None:
             print(f"application: {self._runner.name}")
         live = registry.live_futures()

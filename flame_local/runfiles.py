@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from flame_local import socket_dirs
+
 STATE_FILE = Path.home() / ".flame" / "local" / "runtime.json"
 START_LOCK = STATE_FILE.with_name("start.lock")
 FLAME_YAML = Path.home() / ".flame" / "flame.yaml"
@@ -116,6 +118,8 @@ def _remove_own_dir(path: object, prefix: str) -> None:
     except OSError:
         return
     tmp = {Path(tempfile.gettempdir()).resolve(), Path("/tmp")}
+    if prefix == socket_dirs.PREFIX:  # sockets may also live in the user's runtime or cache dir
+        tmp.update(d.resolve() for d in socket_dirs.parents())
     if (
         stat_mod.S_ISDIR(st.st_mode)
         and st.st_uid == os.getuid()

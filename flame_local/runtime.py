@@ -28,6 +28,7 @@ from flame_local.process import raise_fd_limit, steady_malloc
 from flame_local.servers.frontend import FrontendService
 from flame_local.servers.serving import FrontendServer
 from flame_local.settings import RuntimeSettings
+from flame_local.socket_dirs import make_socket_dir
 from flame_local.state import Store
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,7 @@ class LocalRuntime:
             if frontend_check is not None:
                 addr["frontend"] = (_loopback_ip(s.host), port)
             self.endpoint = f"http://{s.host}:{port}"
-            self._socket_dir = Path(
-                tempfile.mkdtemp(prefix="flk-", dir="/tmp" if os.path.isdir("/tmp") else None)
-            )
+            self._socket_dir = make_socket_dir()
             self.manager = ExecutorManager(
                 self.store,
                 s,
@@ -173,7 +172,7 @@ class LocalRuntime:
 
     @property
     def socket_dir(self) -> Path | None:
-        """The directory of the instance sockets (``/tmp/flk-*``), once started."""
+        """The directory of the instance sockets (``flk-*``, see :mod:`flame_local.socket_dirs`), once started."""
         return self._socket_dir
 
     @property

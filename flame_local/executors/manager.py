@@ -34,6 +34,7 @@ from pathlib import Path
 
 from flamepy.proto import types_pb2
 
+from flame_local import socket_dirs
 from flame_local.executors import scheduler
 from flame_local.executors.environment import NO_WARM, Environments, InstallFailed, safe_name
 from flame_local.executors.instances import InstanceProcess, ShimError, resolve_argv
@@ -404,6 +405,10 @@ class ExecutorManager:
         with self._lock:
             self._log_sessions.add(inst.session_id)
         warm_ok = env.pop(NO_WARM, None) is None and self.warm is not None and self.warm.eligible(argv, env)
+        try:
+            socket_dirs.ensure(self.socket_dir)  # a temp cleaner may have removed it
+        except OSError as e:
+            raise BindError(RC_SHIM_FAILED, f"shim creation failed: {e}") from None
         proc = InstanceProcess(inst.id, argv, env, cwd, self.socket_dir / f"{inst.id}.sock", log_dir)
         try:
             proc.start(self.settings.bind_timeout, warm=self.warm if warm_ok else None)
