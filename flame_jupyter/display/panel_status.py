@@ -158,10 +158,7 @@ def merge_status(kernel: dict[str, Any], flame: dict[str, Any] | None) -> dict[s
     for row in merged["services"]:
         s = sessions.get(row["session_id"])
         if s is not None:
-            row["flame"] = (
-                f"{s['pending']} pending · {s['running']} running · {s['succeed']} ok · "
-                f"{s['failed']} failed" + (" · closed" if s["state"] == "closed" else "")
-            )
+            row["flame"] = flame_line(s, row["counts"]) + (" · closed" if s["state"] == "closed" else "")
             if s["state"] == "closed":
                 row["closed"] = True
     if flame.get("embedded"):  # the embedded runtime is this kernel's own: show its other open sessions
@@ -191,6 +188,25 @@ def merge_status(kernel: dict[str, Any], flame: dict[str, Any] | None) -> dict[s
     merged["show_instances"] = bool(flame.get("show_instances"))
     merged["flame_error"] = flame.get("flame_error", "")
     return merged
+
+
+def flame_line(session: dict[str, Any], counts: dict[str, int]) -> str:
+    """Flame's task counts for a session, in the terms of the row's columns.
+
+    Flame v0.6.0 cannot cancel one task: a cancelled call stops itself and its task ends
+    ``Failed`` on Flame. Those tasks are said as the row's cancelled calls, not as failures.
+    """
+    cancelled = max(0, int(counts.get(CANCELLED, 0)))
+    as_failed = min(cancelled, int(session["failed"]))
+    text = (
+        f"{session['pending']} pending · {session['running']} running · {session['succeed']} ok · "
+        f"{session['failed'] - as_failed} failed"
+    )
+    if cancelled:
+        text += f" · {cancelled} cancelled"
+        if as_failed < cancelled:
+            text += f" ({cancelled - as_failed} still ending)"
+    return text
 
 
 def status(poll_flame: bool = True) -> dict[str, Any]:
