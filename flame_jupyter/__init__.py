@@ -22,18 +22,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what tools (type checkers, IDEs) see; at run time the names load lazily
+    from flame_jupyter.async_runner import AsyncRunner
     from flame_jupyter.capture import CaptureError, capture
     from flame_jupyter.check import check
     from flame_jupyter.connection import connect, disconnect
     from flame_jupyter.errors import CancelledError, FlameJupyterError, RemoteError
     from flame_jupyter.futures import ObjectFuture, as_completed, get, ref, select, wait
     from flame_jupyter.remote import display, progress
-    from flame_jupyter.runner import AsyncRunner, Runner, Service
+    from flame_jupyter.runner import Runner, Service
     from flame_jupyter.status_panel import panel
 
 _LAZY = {
     "Runner": "flame_jupyter.runner",
-    "AsyncRunner": "flame_jupyter.runner",
+    "AsyncRunner": "flame_jupyter.async_runner",
     "Service": "flame_jupyter.runner",
     "ObjectFuture": "flame_jupyter.futures",
     "get": "flame_jupyter.gather",

@@ -66,6 +66,11 @@ def task_id_of(future: Any) -> str | None:
     return getattr(future._future, "_task_id", None)
 
 
+def tag_task(inner: Any, task_id: str | None) -> None:
+    """Record on a concurrent Future the Flame task it stands for (as flamepy's own futures do)."""
+    inner._task_id = task_id
+
+
 def reset_connection() -> None:
     """Make flamepy read its configuration again: its frontend connection and the object-cache
     context it caches separately (else the next call goes to the old cache)."""

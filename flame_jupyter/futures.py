@@ -29,6 +29,7 @@ from flame_jupyter.errors import FlameJupyterError
 from flame_jupyter.failures import decode_failure
 from flame_jupyter.future_state import FutureState
 from flame_jupyter.gather import as_completed, get, ref, select, wait  # re-exported
+from flame_jupyter.inline import inline_of
 from flame_jupyter.remote.wire import State
 
 REFRESH_EVERY = 0.2  # seconds between Flame checks when an unshown future's state is read
@@ -63,6 +64,7 @@ class ObjectFuture(_FlamepyObjectFuture):
         self._fs.owner = self
         self._result_loaded = False
         self._result: Any = None
+        self.coalesced = False  # True: it travels in a batch with other calls (flame_jupyter.pipes)
         self._future.add_done_callback(self._on_done)
 
     # -- state -------------------------------------------------------------------------------------
@@ -144,9 +146,13 @@ class ObjectFuture(_FlamepyObjectFuture):
         if self._fs.error is not None:
             raise self._fs.error
         if not self._result_loaded:
-            from flame_jupyter.results import fetch
+            inline = inline_of(self._future)
+            if inline is not None:  # it came back inside its batch's result
+                self._result = inline.value
+            else:
+                from flame_jupyter.results import fetch
 
-            self._result = fetch(super().ref())
+                self._result = fetch(super().ref())
             self._result_loaded = True
             from flame_jupyter.display.figures import adopt_figures
 
@@ -159,7 +165,8 @@ class ObjectFuture(_FlamepyObjectFuture):
         self._wait_or_cancel(None)
         if self._fs.error is not None:
             raise self._fs.error
-        return super().ref()
+        inline = inline_of(self._future)
+        return inline.ref() if inline is not None else super().ref()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until finished; True if it finished (successfully or not). Like ``get()``, it
@@ -316,6 +323,11 @@ class ObjectFuture(_FlamepyObjectFuture):
     def result_loaded(self) -> bool:
         """True once the result has been fetched (``get()`` is then instant)."""
         return self._result_loaded
+
+    @property
+    def result_inline(self) -> bool:
+        """True if the result came back inside its batch's result (it has no cache object yet)."""
+        return inline_of(self._future) is not None
 
     @property
     def loaded_result(self) -> Any:

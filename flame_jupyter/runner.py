@@ -18,14 +18,13 @@ return :class:`~flame_jupyter.futures.ObjectFuture` (state, output, progress, ca
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import re
 import uuid
 from typing import Any
 
-from flame_jupyter import _flamepy, cleanup, identity
+from flame_jupyter import _flamepy, cleanup, identity, pipes
 from flame_jupyter import futures as _futures
 from flame_jupyter.calls import CallChannel
 from flame_jupyter.capacity import check_resources
@@ -38,7 +37,7 @@ from flame_jupyter.future_state import FutureState
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.maps import MapFuture, start_map
 from flame_jupyter.registry import ServiceInfo, registry
-from flame_jupyter.remote.wire import METHOD_KWARG
+from flame_jupyter.remote.wire import CHUNK_KWARG, METHOD_KWARG
 from flame_jupyter.service_ref import register_service
 from flame_jupyter.tracker import tracker
 
@@ -212,6 +211,7 @@ class Service:
         self.session_id = _flamepy.session_of(flamepy_service).id
         self.methods = tuple(captured.state.get("methods", ()))
         self.closed = False
+        self._pipe = pipes.CallPipe(_flamepy.session_of(flamepy_service), runner)
         registry.add_service(
             ServiceInfo(name=name, kind=self.kind, app=self.app, session_id=self.session_id, handle=self)
         )
@@ -261,21 +261,27 @@ class Service:
         else:
             target = self._fp if method is None else getattr(self._fp, method)
         what = self.name if method is None else f"{self.name}.{method}"
-        try:
-            return launch(
-                self._runner,
-                self._fp,
-                target,
-                new_args,
-                new_kwargs,
-                service=self.name,
-                label=label or what,
-                action=f"cannot submit a call to {self.name!r}",
-            )
-        except FlameJupyterError as e:
-            if too_large(str(e)):
-                raise FlameJupyterError(f"{e}\n{TOO_LARGE_ADVICE}") from None
-            raise
+
+        def alone() -> ObjectFuture:
+            try:
+                return launch(
+                    self._runner,
+                    self._fp,
+                    target,
+                    new_args,
+                    new_kwargs,
+                    service=self.name,
+                    label=label or what,
+                    action=f"cannot submit a call to {self.name!r}",
+                )
+            except FlameJupyterError as e:
+                if too_large(str(e)):
+                    raise FlameJupyterError(f"{e}\n{TOO_LARGE_ADVICE}") from None
+                raise
+
+        if CHUNK_KWARG in new_kwargs:  # a map's chunk: the map paces its own tasks
+            return alone()
+        return self._pipe.submit(alone, target, new_args, new_kwargs, label=label or what, service=self.name)
 
     def close(self, timeout: float = cleanup.CLOSE_TIMEOUT) -> None:
         """Cancel the service's running and queued calls and close its session (waiting up to
@@ -339,43 +345,3 @@ def forget(runner: Runner, flamepy_service: Any) -> None:
     """Drop a closed service from the Runner's books (and flamepy's)."""
     _flamepy.forget_service(runner._runner, flamepy_service)
     runner.services = [s for s in runner.services if getattr(s, "_fp", None) is not flamepy_service]
-
-
-class AsyncRunner:
-    """``Runner`` for asyncio code (RFE280's ``FlameAsyncRunner``): ``await svc(1, 2)``.
-
-    >>> async with AsyncRunner("test") as runner:     # doctest: +SKIP
-    ...     sum_s = runner.service(sum_fn)
-    ...     res = await sum_s(1, 2)
-    ...     print(res.get())
-    3
-    """
-
-    def __init__(self, name: str | None = None, **kwargs: Any) -> None:
-        self._name = name
-        self._kwargs = kwargs
-        self._runner: Runner | None = None
-
-    async def __aenter__(self) -> AsyncRunner:
-        self._runner = await asyncio.to_thread(Runner, self._name, **self._kwargs)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._runner is not None:
-            await asyncio.to_thread(self._runner.close)
-
-    @property
-    def runner(self) -> Runner:
-        if self._runner is None:
-            raise FlameJupyterError("use `async with AsyncRunner(...) as runner:` first")
-        return self._runner
-
-    def service(self, obj: Any, **kwargs: Any) -> Service:
-        """As :meth:`Runner.service`; the futures its calls return can be awaited."""
-        return self.runner.service(obj, **kwargs)
-
-    async def get(self, futures: Any) -> Any:
-        return await asyncio.to_thread(_futures.get, futures)

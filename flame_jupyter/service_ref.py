@@ -85,7 +85,7 @@ def _reduce_future(fut: ObjectFuture) -> tuple[Any, ...]:
         "format": NESTED_FORMAT,
         "label": fut.label,
         "session": fut.session_id or None,
-        "task": fut.task_id,
+        "task": None if fut.coalesced else fut.task_id,  # a batch's task holds many results
         "ref": ref,
         "cancel": getattr(call, "cancel_key", None),
         **_endpoints(),

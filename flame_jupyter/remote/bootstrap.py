@@ -36,6 +36,7 @@ MODULES = (
     "worker",
     "channel",
     "chunks",
+    "batches",
     "pickling",
     "namespace",
     "execution",

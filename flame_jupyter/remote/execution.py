@@ -20,8 +20,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from .batches import guarded_call
 from .bootstrap import _boot_fn, _register_own_source, set_builder
-from .channel import RemoteAPI, guarded
+from .channel import RemoteAPI
 from .chunks import run_chunk
 from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare, track_assigned
 from .pickling import Dumper
@@ -117,7 +118,7 @@ class RemoteFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         env = kwargs.pop(ENV_KWARG, None)
         call = kwargs.pop(CALL_KWARG, None)
-        return guarded(call, self._flame_call, args, kwargs, env)
+        return guarded_call(call, self._flame_call, args, kwargs, env)
 
     def _flame_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
         state = self._flame_state
@@ -177,7 +178,7 @@ class RemoteInstance:
                 _forget_live_instance(obj)
                 raise
 
-        return guarded(call, invoke, args, kwargs, env)
+        return guarded_call(call, invoke, args, kwargs, env)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -331,7 +332,7 @@ def _invoke_method(inst: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = _decode_args(rec, args, kwargs)
         return run_call(getattr(d["_flame_obj"], name), args, kwargs, env)
 
-    return guarded(call, invoke, args, kwargs, env)
+    return guarded_call(call, invoke, args, kwargs, env)
 
 
 def make_remote_class(state: PayloadState) -> type:

@@ -381,6 +381,31 @@ def decode_outcome(raw: Any) -> ItemOutcome:
     return ItemOutcome(bool(raw[0]), raw[1], list(raw[2] or []), float(raw[3]))
 
 
+# --------------------------------------------------------------------------- coalesced calls
+
+#: Version of a batch: several calls of one service method that queued in the kernel while its
+#: pipe was busy, sent as one Flame task (``flame_jupyter/pipes.py``; executor: ``remote/batches.py``).
+BATCH_FORMAT = 1
+
+#: One call of a batch: ``(args, kwargs, env, call)``, as the call would have travelled alone
+#: (``kwargs`` without :data:`ENV_KWARG` / :data:`CALL_KWARG`; ``call``: its own channel).
+BatchItem = tuple[tuple[Any, ...], dict[str, Any], Any, CallInfo]
+
+
+class BatchCall(TypedDict):
+    """The value of :data:`CALL_KWARG` for a batch; the call returns one :class:`ItemOutcome` per
+    item, in order (``records`` empty: each call streams on its own channel)."""
+
+    format: int  # BATCH_FORMAT
+    batch: list[BatchItem]
+    cancel: str  # created (after the item's own key) when any item of the batch is cancelled
+
+
+def is_batch(call: Any) -> bool:
+    """True if a call's :data:`CALL_KWARG` value is a :class:`BatchCall`."""
+    return isinstance(call, dict) and "batch" in call
+
+
 # --------------------------------------------------------------------------- nested calls
 
 #: Version of the references below: what a Service, an ObjectFuture or a map becomes when

@@ -54,6 +54,8 @@ def probe_size(ref: Any, limit: int) -> int | None:
 def fetch_preview(future: ViewedFuture, limit: int | None = None) -> dict[str, Any]:
     """``{"result": bundle, "result_info": str}`` for a done future (never raises)."""
     limit = FETCH_LIMIT if limit is None else limit
+    if getattr(future, "result_inline", False):  # already here: nothing to probe or download
+        return _preview_of(future, inline_size(future))
     try:
         ref = future.ref()
     except Exception as e:  # noqa: BLE001
@@ -69,9 +71,23 @@ def fetch_preview(future: ViewedFuture, limit: int | None = None) -> dict[str, A
             "result": {},
             "result_info": f"result larger than {human_size(limit)}: not previewed (.get() fetches it)",
         }
+    return _preview_of(future, size)
+
+
+def _preview_of(future: ViewedFuture, size: int | None) -> dict[str, Any]:
     try:
         value = future.get()
     except Exception as e:  # noqa: BLE001
         return {"result": {}, "result_info": f"result could not be loaded here: {type(e).__name__}: {e}"}
-    info = describe(value) if value is None else f"{describe(value)} · {human_size(size)}"
+    info = describe(value) if value is None or size is None else f"{describe(value)} · {human_size(size)}"
     return {"result": rich_bundle(value), "result_info": info}
+
+
+def inline_size(future: ViewedFuture) -> int | None:
+    """The pickled size of a result that came back inline (None if it cannot be pickled here)."""
+    import pickle
+
+    try:
+        return len(pickle.dumps(future.get(), protocol=5))
+    except Exception:  # noqa: BLE001 - a value only dill/cloudpickle can pickle: no size shown
+        return None
