@@ -121,6 +121,10 @@ class CancelledError(FlameJupyterError):
     """The future was cancelled before it produced a result."""
 
 
+class FlameJupyterWarning(UserWarning):
+    """Something works, but not as the notebook suggests (e.g. a service runs an old definition)."""
+
+
 class ResourceRequestError(FlameJupyterError, ValueError):
     """A ``--cpu/--memory`` (``resources=``) request larger than any node of the Flame in use."""
 

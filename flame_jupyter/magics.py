@@ -442,6 +442,7 @@ class FlameMagics(Magics):
         try:
             check_servable(obj, expr)
             captured = self.runner.capturer.capture(obj, snapshot=args.snapshot, name=expr)
+            captured.served_as = name
         except (CaptureError, FlameJupyterError) as e:
             raise UsageError(str(e)) from None
         if not callable(obj) and args.autoscale:

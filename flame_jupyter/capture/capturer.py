@@ -46,6 +46,7 @@ from .arguments import ArgumentEncoder
 from .env import CaptureRun, ObjectStore
 from .errors import CaptureError
 from .names import cell_free_names
+from .redefinition import Redefinition
 from .stores import FlameObjectStore, MemoryObjectStore
 
 __all__ = [
@@ -127,8 +128,12 @@ class Captured:
 
     Attributes: ``kind`` ("function", "class", "instance" or "cell"), ``name``,
     ``execution_object`` (what flamepy serves), ``names`` (notebook globals that travelled),
-    ``snapshot``.
+    ``snapshot``; ``served_as`` (the service's name, for messages) and ``redefinition`` (the
+    watch that warns when the notebook redefines the served code) are set by whoever serves it.
     """
+
+    served_as: str | None = None
+    redefinition: Redefinition | None = None
 
     def __init__(
         self,
@@ -182,6 +187,8 @@ class Captured:
         classes anywhere inside travel by value and the globals they use join the env; values at
         least as big as the threshold go to the object store once per content, by reference.
         """
+        if self.redefinition is not None:
+            self.redefinition.check(self.served_as or self.name)
         kwargs = dict(kwargs or {})
         if ENV_KWARG in kwargs:
             raise TypeError(f"{ENV_KWARG} is reserved by flame_jupyter")
@@ -295,7 +302,7 @@ class Capturer:
         if kind in ("class", "instance") or _callable_instance(obj):
             extra["methods"] = _public_methods(obj)
             extra["doc"] = inspect.getdoc(obj) if kind == "class" else None
-        return self._finish(
+        captured = self._finish(
             run,
             ns,
             kind=kind,
@@ -306,6 +313,8 @@ class Capturer:
             snapshot=snapshot,
             extra=extra,
         )
+        captured.redefinition = Redefinition.of(obj, ns)
+        return captured
 
     def capture_cell(
         self,
