@@ -495,14 +495,15 @@ class FlameMagics(Magics):
             return
         from flame_jupyter.registry import registry
 
+        w = max(16, *(len(name) for name, _, _ in rows))
         print(
-            f"{'name':<16} {'kind':<9} {'session':<28} {'queued':>6} {'running':>7} {'done':>6} {'failed':>6}"
+            f"{'name':<{w}} {'kind':<9} {'session':<28} {'queued':>6} {'running':>7} {'done':>6} {'failed':>6}"
         )
         for name, kind, svc in rows:
             info = registry.services.get(svc.session_id)
             c = info.counts if info else {}
             print(
-                f"{name:<16} {kind:<9} {svc.session_id:<28} {c.get('queued', 0):>6} {c.get('running', 0):>7} {c.get('done', 0):>6} {c.get('failed', 0):>6}"
+                f"{name:<{w}} {kind:<9} {svc.session_id:<28} {c.get('queued', 0):>6} {c.get('running', 0):>7} {c.get('done', 0):>6} {c.get('failed', 0):>6}"
             )
 
     # -- %flame ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ TESTED = [
     "04-data-and-futures.ipynb",
     "05-cluster.ipynb",
     "06-everyday.ipynb",  # tests/notebooks/test_everyday_notebook.py
+    "07-ml.ipynb",  # tests/notebooks/test_ml_notebook.py
 ]
 EMBEDDED = "flame_jupyter: embedded Flame runtime at http://127.0.0.1:"
 
