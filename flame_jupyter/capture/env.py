@@ -18,7 +18,7 @@ from flame_jupyter.remote import ENV_KWARG, Dumper, bytes_digest, cheap_digest
 from flame_jupyter.remote.wire import ENV_FORMAT, Env
 
 from .errors import MAGIC_REASON, Blocked, CaptureError, blocked_reason, error_for, type_name
-from .modules import files_digest, local_top, module_files
+from .modules import changed_attributes, files_digest, local_top, module_files
 from .names import code_global_names
 from .references import reduce_override, reducer_for
 
@@ -166,6 +166,8 @@ class CaptureRun:
         self.uploaded = uploaded
         self.lock = lock
         self.rec = Recorder()
+        self.attrs: list[tuple[str, str, str, Any]] = []  # (module, attribute, digest, data)
+        self._late_entries: list[tuple[str, str, str, Any]] = []
 
     def dump(self, obj: Any, chain: list[str]) -> bytes:
         """dill bytes of ``obj``; failures become a CaptureError naming the chain."""
@@ -224,7 +226,22 @@ class CaptureRun:
                     f"cannot capture local module {top!r}: {exc}. Nothing was sent.", name=top
                 ) from None
             out.append((top, files_digest(files), files))
+        self._module_attrs([m[0] for m in out])
         return out
+
+    def _module_attrs(self, tops: list[str]) -> None:
+        """The attributes of shipped modules the notebook changed (they travel as globals do);
+        globals their code needs become env entries too (before :meth:`upload`)."""
+        self.attrs = []
+        for modname, attr, value in changed_attributes(tops, lambda v: is_notebook_code(v, self.ns)):
+            data = self.dump(value, [f"{modname}.{attr}"])
+            digest = bytes_digest(data)
+            if self.threshold is not None and len(data) >= self.threshold:
+                self.rec.large.setdefault(digest, ("blob", data))
+                self.attrs.append((modname, attr, digest, None))
+            else:
+                self.attrs.append((modname, attr, digest, data))
+        self._late_entries = self.entries() if self.attrs else []
 
     def upload(self, digests: Any = None) -> dict[str, Any]:
         """Put pending large values into the store (once per content digest); their refs."""
@@ -249,10 +266,11 @@ class CaptureRun:
     def env(self, entries: list[tuple[str, str, str, Any]], modules: list[Any], refs: dict[str, Any]) -> Env:
         return {
             "format": ENV_FORMAT,
-            "entries": entries,
+            "entries": [*entries, *(e for e in self._late_entries if e[0] not in {x[0] for x in entries})],
             "refs": refs,
             "modules": modules,
             "lines": dict(self.rec.lines),
+            "attrs": list(self.attrs),
         }
 
 

@@ -4,6 +4,8 @@ A module is *local* when it was imported from a file that is neither in the stan
 nor in an installed distribution (site-packages, editable installs): typically a ``helpers.py``
 in the notebook's directory. Executors do not have it, so its source files travel with the
 payload and are put on ``sys.path`` remotely. Everything else travels by reference (import).
+What the notebook changed in such a module since import (:func:`changed_attributes`) travels with
+each call and is set on the executor's copy.
 
 >>> local_top("json") is None
 True
@@ -11,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.metadata
@@ -18,6 +21,8 @@ import os
 import site
 import sys
 import sysconfig
+from collections.abc import Callable
+from typing import Any
 
 #: Never shipped by value even if they look local (they are the notebook machinery itself).
 NEVER_BY_VALUE = frozenset(
@@ -119,3 +124,98 @@ def files_digest(files: dict[str, bytes]) -> str:
         h.update(rel.encode() + b"\0")
         h.update(hashlib.blake2b(files[rel], digest_size=20).digest())
     return h.hexdigest()
+
+
+# -- attributes the notebook changed ---------------------------------------------------------------
+_IMMUTABLE = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _frozen(value: object) -> bool:
+    if isinstance(value, _IMMUTABLE):
+        return True
+    return isinstance(value, (tuple, frozenset)) and all(_frozen(v) for v in value)
+
+
+@functools.lru_cache(maxsize=256)
+def _source_constants(path: str, mtime_ns: int, size: int) -> dict[str, object]:
+    """Top-level ``NAME = <immutable literal>`` of a source file (the last binding wins; a name
+    bound otherwise at top level is dropped)."""
+    try:
+        tree = ast.parse(_read(path))
+    except (SyntaxError, ValueError, OSError):
+        return {}
+    out: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            for name in _bound_names(node):
+                out.pop(name, None)
+            continue
+        try:
+            literal = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            literal = _NOT_LITERAL
+        for target in targets:
+            if isinstance(target, ast.Name):
+                if literal is not _NOT_LITERAL and _frozen(literal):
+                    out[target.id] = literal
+                else:
+                    out.pop(target.id, None)
+    return out
+
+
+_NOT_LITERAL = object()
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).partition(".")[0] for a in node.names]
+    if isinstance(node, (ast.AugAssign, ast.AnnAssign)) and isinstance(node.target, ast.Name):
+        return [node.target.id]
+    return []
+
+
+def changed_attributes(
+    tops: Any, is_notebook_code: Callable[[object], bool]
+) -> list[tuple[str, str, object]]:
+    """``(module, attribute, current value)`` of the local modules under ``tops`` that the notebook
+    changed since import: a top-level constant of the source (``NAME = <literal>``) now bound to
+    another value, or any attribute now bound to notebook code. Sending the kernel's current value
+    is always what the kernel's own code sees; the source comparison only keeps the rest home."""
+    out: list[tuple[str, str, object]] = []
+    for top in tops:
+        for modname, mod in list(sys.modules.items()):
+            if mod is None or not (modname == top or modname.startswith(top + ".")):
+                continue
+            attrs = getattr(mod, "__dict__", {})
+            path = getattr(mod, "__file__", None)
+            consts: dict[str, object] = {}
+            if isinstance(path, str) and path.endswith(".py"):
+                try:
+                    st = os.stat(path)
+                    consts = _source_constants(path, st.st_mtime_ns, st.st_size)
+                except OSError:
+                    pass
+            for name, value in list(attrs.items()):
+                if name.startswith("__"):
+                    continue
+                if name in consts:
+                    src = consts[name]
+                    if type(value) is type(src) and _same(value, src):
+                        continue
+                    out.append((modname, name, value))
+                elif is_notebook_code(value):
+                    out.append((modname, name, value))
+    return out
+
+
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - a value that cannot compare is sent
+        return False

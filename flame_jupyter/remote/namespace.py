@@ -1,7 +1,8 @@
 """A payload's namespace on the executor: the notebook globals its code sees, kept per process.
 
 Payloads with the same id share one namespace; each call's env (:class:`.wire.Env`) refreshes
-it. Local modules are installed as source files, notebook cells registered for tracebacks.
+it. Local modules are installed as source files (with the attributes the notebook changed set
+on them), notebook cells registered for tracebacks.
 """
 
 from __future__ import annotations
@@ -94,6 +95,36 @@ def _install_modules(mods: Any) -> None:
             sys.path.insert(0, root)
             importlib.invalidate_caches()
             rt.modules[top] = (digest, root)
+
+
+_UNSET = object()
+
+
+def _apply_attrs(attrs: Any, loader: Any, refs: dict[str, Any]) -> None:
+    """Set the module attributes the notebook changed (:data:`.wire.EnvAttr`) for this call; those
+    an earlier call set and this one does not list get their imported value back."""
+    rt = _rt()
+    with rt.lock:
+        saved = getattr(rt, "attr_saved", None)
+        if saved is None:
+            saved = rt.attr_saved = {}  # (module, attribute) -> (module object, imported value)
+    wanted = {(m, a) for m, a, _, _ in attrs}
+    for key in [k for k in saved if k not in wanted]:
+        mod, original = saved.pop(key)
+        if sys.modules.get(key[0]) is mod:  # not re-imported since (a new module is fresh anyway)
+            if original is _UNSET:
+                mod.__dict__.pop(key[1], None)
+            else:
+                setattr(mod, key[1], original)
+    for modname, attr, digest, data in attrs:
+        try:
+            mod = import_module(modname)
+            value = _decoded_large(digest, refs, loader) if data is None else loader.loads(data)
+        except Exception as exc:
+            raise _load_error(f"{modname}.{attr}", exc) from exc
+        if (modname, attr) not in saved or saved[(modname, attr)][0] is not mod:
+            saved[(modname, attr)] = (mod, mod.__dict__.get(attr, _UNSET))
+        setattr(mod, attr, value)
 
 
 def _is_findable(obj: Any) -> bool:
@@ -196,6 +227,7 @@ def apply_env(
         applied[name] = digest
     if only_missing:
         return
+    _apply_attrs(env.get("attrs") or (), loader, refs)
     if not session:
         for name in [n for n in applied if n not in seen]:
             del applied[name]

@@ -81,14 +81,25 @@ EnvEntry = tuple[str, str, str, Any]
 EnvModule = tuple[str, str, dict[str, bytes]]
 
 
-class Env(TypedDict):
-    """The notebook globals a call needs (the value of :data:`ENV_KWARG`)."""
+#: An attribute of a shipped local module that the notebook changed since import:
+#: ``(module, attribute, digest, data)``, ``data`` as in :data:`EnvEntry` (dill bytes, or ``None``
+#: when the value lives in the object cache under ``refs[digest]``). Set on the executor's module
+#: for the call; an attribute no longer listed gets its imported value back.
+EnvAttr = tuple[str, str, str, Any]
 
+
+class _EnvRequired(TypedDict):
     format: int
     entries: list[EnvEntry]
     refs: dict[str, Any]  # digest -> flamepy ObjectRef of a large value
     modules: list[EnvModule]
     lines: dict[str, str]  # notebook cell filename -> source, for tracebacks
+
+
+class Env(_EnvRequired, total=False):
+    """The notebook globals a call needs (the value of :data:`ENV_KWARG`)."""
+
+    attrs: list[EnvAttr]  # absent from envs made before module attributes travelled
 
 
 class _PayloadRequired(TypedDict):
