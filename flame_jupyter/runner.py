@@ -24,7 +24,7 @@ import re
 import uuid
 from typing import Any
 
-from flame_jupyter import _flamepy, cleanup, identity, pipes
+from flame_jupyter import _flamepy, cleanup, identity, live_state, pipes
 from flame_jupyter import futures as _futures
 from flame_jupyter.calls import CallChannel
 from flame_jupyter.capacity import check_resources
@@ -37,7 +37,7 @@ from flame_jupyter.future_state import FutureState
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.maps import MapFuture, start_map
 from flame_jupyter.registry import ServiceInfo, registry
-from flame_jupyter.remote.wire import CHUNK_KWARG, METHOD_KWARG
+from flame_jupyter.remote.wire import CHUNK_KWARG, EXPECT_KWARG, METHOD_KWARG
 from flame_jupyter.service_ref import register_service
 from flame_jupyter.tracker import tracker
 
@@ -135,9 +135,10 @@ class Runner:
             obj if isinstance(obj, Captured) else self.capturer.capture(obj, snapshot=snapshot, name=name)
         )
         try:
-            fp = self._runner.service(
-                captured.execution_object, autoscale=autoscale, warmup=warmup, resreq=resources
-            )
+            options = {"autoscale": autoscale, "warmup": warmup}
+            if captured.kind == "instance":  # kept live in one instance (flame_jupyter/live_state.py)
+                options = live_state.registration(autoscale, warmup)
+            fp = self._runner.service(captured.execution_object, **options, resreq=resources)
         except Exception as e:
             raise flame_error(f"cannot start service {name or captured.name!r}", e) from None
         svc = Service(self, captured, fp, name or captured.name)
@@ -211,6 +212,7 @@ class Service:
         self.session_id = _flamepy.session_of(flamepy_service).id
         self.methods = tuple(captured.state.get("methods", ()))
         self.closed = False
+        self._live = live_state.LiveState() if self.kind == "instance" else None
         self._pipe = pipes.CallPipe(_flamepy.session_of(flamepy_service), runner)
         registry.add_service(
             ServiceInfo(name=name, kind=self.kind, app=self.app, session_id=self.session_id, handle=self)
@@ -250,13 +252,31 @@ class Service:
         self, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], *, label: str | None = None
     ) -> ObjectFuture:
         """Send one call (one Flame task); the one execution path behind every call."""
+        if self._live is None:
+            return self._send(method, args, kwargs, label=label)
+        sent = self._live.expect()  # an instance service: the live state this call expects
+        fut = self._send(method, args, kwargs, label=label, expect=sent)
+        self._live.follow(fut, sent)
+        return fut
+
+    def _send(
+        self,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        label: str | None = None,
+        expect: tuple[int, int] | None = None,
+    ) -> ObjectFuture:
         if self.closed:
             raise FlameJupyterError(f"service {self.name!r} is closed")
         # Large arguments of any type go to the object cache once, by content (Flame caps a task
         # message at 4 MiB); notebook code inside them travels with its globals.
         new_args, new_kwargs = self._captured.prepare_call(args, kwargs)
-        if method is not None and self.kind == "function":  # a method of a served callable instance
+        if method is not None and self.kind in ("function", "instance"):  # a callable, a live instance
             new_kwargs[METHOD_KWARG] = method
+            if expect is not None:
+                new_kwargs[EXPECT_KWARG] = expect
             target = self._fp
         else:
             target = self._fp if method is None else getattr(self._fp, method)

@@ -2,8 +2,8 @@
 
 - :class:`RemoteFunction` -- a callable instance (flamepy: stateless function service);
 - :func:`make_remote_class` -- a class with one stub per public method (flamepy: class service);
-- :class:`RemoteInstance` -- an object whose state is re-serialized after each call
-  (flamepy: stateful instance service), kept live between calls of one process.
+- :class:`RemoteInstance` -- an object kept live in its one instance between calls (flamepy: a
+  function service with one fixed instance; the state policy is in its docstring).
 
 Each wrapper pickles to the bootstrap (:mod:`.bootstrap`); :func:`_build` rebuilds it there.
 """
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import threading
 import types
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +24,16 @@ from .channel import RemoteAPI
 from .chunks import run_chunk
 from .namespace import _decode_args, _install_modules, _load_body, _namespace, _prepare, track_assigned
 from .pickling import Dumper
-from .runtime import _rt
-from .wire import CALL_KWARG, CHUNK_KWARG, ENV_KWARG, METHOD_KWARG, CellResult, PayloadState
+from .wire import (
+    CALL_KWARG,
+    CHUNK_KWARG,
+    ENV_KWARG,
+    EXPECT_KWARG,
+    METHOD_KWARG,
+    CellResult,
+    Expect,
+    PayloadState,
+)
 
 _SERVICE_MODULE = "__flame_jupyter_service__"
 
@@ -143,18 +149,66 @@ _UNLOADED = object()
 
 
 class RemoteInstance:
-    """A captured object: a stateful flamepy service.
+    """A captured object, served live: its one instance keeps it between calls, as a Ray actor.
 
-    ``dir()`` lists the wrapped object's public methods; attribute access delegates to it once
-    loaded. Pickling (runpy does it after every call) re-serializes the wrapped object's current
-    state, so mutations survive between calls.
+    flamepy sees a callable and serves a function service (not stateful: runpy neither reloads
+    nor re-saves it around calls); the kernel registers it with one fixed instance. Each call
+    names its method (:data:`METHOD_KWARG`) and the state it expects (:data:`EXPECT_KWARG`); a
+    new instance, which holds only the object as it was captured, refuses a call that expects
+    changes made on an instance that is gone (:meth:`_flame_check`). A failing call leaves the
+    object as the method left it. ``dir()`` lists the wrapped object's public methods; attribute
+    access delegates to it once loaded.
     """
 
-    def __init__(self, state: PayloadState, live: Any = _UNLOADED) -> None:
-        self.__dict__["_flame_state"] = state
-        self.__dict__["_flame_obj"] = live
+    def __init__(self, state: PayloadState) -> None:
+        d = self.__dict__
+        d["_flame_state"] = state
+        d["_flame_obj"] = _UNLOADED
+        d["_flame_epoch"] = None  # the kernel's epoch this object's state belongs to, once called
+        d["__name__"] = state.get("name") or "instance"
         if state.get("session_context") is not None:
-            self.__dict__["_session_context"] = state["session_context"]
+            d["_session_context"] = state["session_context"]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        env = kwargs.pop(ENV_KWARG, None)
+        call = kwargs.pop(CALL_KWARG, None)
+        return guarded_call(call, self._flame_dispatch, args, kwargs, env)
+
+    def _flame_dispatch(self, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+        name = kwargs.pop(METHOD_KWARG, None)
+        if name is None:
+            raise TypeError(f"{self!r} is not callable: call one of its methods")
+        return self._flame_run(name, kwargs.pop(EXPECT_KWARG, None), args, kwargs, env)
+
+    def _flame_invoke(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """A method called by name (flamepy's ``RunnerRequest.method``: nested calls)."""
+        env = kwargs.pop(ENV_KWARG, None)
+        call = kwargs.pop(CALL_KWARG, None)
+
+        def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+            return self._flame_run(name, kwargs.pop(EXPECT_KWARG, None), args, kwargs, env)
+
+        return guarded_call(call, invoke, args, kwargs, env)
+
+    def _flame_run(
+        self, name: str, expect: Any, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any
+    ) -> Any:
+        self._flame_check(expect)
+        rec, obj = self._flame_load(env)
+        args, kwargs = _decode_args(rec, args, kwargs)
+        return run_call(getattr(obj, name), args, kwargs, env)
+
+    def _flame_check(self, expect: Any) -> None:
+        """Refuse a call that expects state this instance does not hold (see :class:`.wire.Expect`)."""
+        if expect is None:  # not sent by a kernel's Service (a nested call): nothing to check
+            return
+        want = Expect(*expect)
+        d = self.__dict__
+        held = d["_flame_epoch"]
+        if want.ran and held != want.epoch:
+            raise RuntimeError(STATE_LOST.format(name=d["__name__"], ran=want.ran))
+        if held is None or want.epoch > held:
+            d["_flame_epoch"] = want.epoch
 
     def _flame_load(self, env: Any = None) -> tuple[dict[str, Any], Any]:
         state = self.__dict__["_flame_state"]
@@ -164,21 +218,6 @@ class RemoteInstance:
             obj = _load_body(state, rec)
             self.__dict__["_flame_obj"] = obj
         return rec, obj
-
-    def _flame_invoke(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        env = kwargs.pop(ENV_KWARG, None)
-        call = kwargs.pop(CALL_KWARG, None)
-
-        def invoke(args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
-            rec, obj = self._flame_load(env)
-            try:
-                args, kwargs = _decode_args(rec, args, kwargs)
-                return run_call(getattr(obj, name), args, kwargs, env)
-            except BaseException:
-                _forget_live_instance(obj)
-                raise
-
-        return guarded_call(call, invoke, args, kwargs, env)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -197,6 +236,8 @@ class RemoteInstance:
         return list(self.__dict__["_flame_state"].get("methods", ()))
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """The captured object, or once loaded its current state (a copy: for tests and tools;
+        runpy never pickles a function service's object)."""
         state = self.__dict__["_flame_state"]
         obj = self.__dict__.get("_flame_obj", _UNLOADED)
         if obj is not _UNLOADED:
@@ -205,68 +246,25 @@ class RemoteInstance:
                 body = Dumper(rec["G"], threshold=state.get("threshold"), known=rec["refs"]).dump(obj)
             except Exception as exc:
                 raise RuntimeError(
-                    f"flame_jupyter: cannot save the state of {state.get('name')} after the call "
-                    f"({type(exc).__name__}: {exc}); a stateful service must keep picklable state: "
-                    "open files, sockets and connections should be opened inside each call"
+                    f"flame_jupyter: cannot pickle the state of {state.get('name')} "
+                    f"({type(exc).__name__}: {exc})"
                 ) from exc
             state = dict(state, body=body, env=rec["env"] or state.get("env"), refs=dict(rec["refs"]))
-            _keep_live_instance(state, obj)
         return (_boot_fn(), ("instance", state))
 
     def __repr__(self) -> str:
         return "<flame_jupyter remote instance of {}>".format(self.__dict__["_flame_state"].get("name"))
 
 
-_LIVE_INSTANCES = 8
-
-
-def _instance_key(state: PayloadState) -> tuple[Any, ...] | None:
-    body = state.get("body")
-    if not isinstance(body, (bytes, bytearray)):
-        return None
-    return (state.get("id"), len(body), hashlib.blake2b(body, digest_size=16).digest())
-
-
-def _keep_live_instance(state: PayloadState, obj: Any) -> None:
-    """Remember the object whose state was just saved (flamepy's runpy persists a stateful
-    service after every call and reloads it before the next)."""
-    key = _instance_key(state)
-    if key is None:
-        return
-    rt = _rt()
-    with rt.lock:
-        live = rt.__dict__.setdefault("live_instances", OrderedDict())
-        _drop_live(live, obj)  # its previous state is not what it is now
-        live[key] = obj
-        live.move_to_end(key)
-        while len(live) > _LIVE_INSTANCES:
-            live.popitem(last=False)
-
-
-def _forget_live_instance(obj: Any) -> None:
-    """A call on ``obj`` failed: runpy does not save it, so the next call must start from the
-    saved state, not from this (possibly half-changed) object."""
-    rt = _rt()
-    with rt.lock:
-        _drop_live(rt.__dict__.get("live_instances") or {}, obj)
-
-
-def _drop_live(live: dict[Any, Any], obj: Any) -> None:
-    for key in [k for k, v in live.items() if v is obj]:
-        del live[key]
-
-
-def _live_instance(state: PayloadState) -> Any:
-    """The object this process saved as exactly ``state`` (same payload, byte-identical body),
-    so the reload before the next call costs a hash instead of unpickling the object again.
-    Any other state (another instance saved it, or it changed) is loaded from its bytes."""
-    key = _instance_key(state)
-    if key is None:
-        return _UNLOADED
-    rt = _rt()
-    with rt.lock:
-        live = rt.__dict__.get("live_instances")
-        return live.get(key, _UNLOADED) if live else _UNLOADED
+#: A call refused by a new instance (:meth:`RemoteInstance._flame_check`); the kernel reads
+#: "state was lost because" (as in the embedded runtime's message) to start a new epoch.
+STATE_LOST = (
+    "flame_jupyter: this service's state was lost because the instance that kept {name} ended "
+    "(its process exited, was killed or ran out of memory, or Flame lost its executor): the object "
+    "lives only in its instance, and at least {ran} earlier call(s) changed it there. This call did "
+    "not run; calls made after this error run on a new copy of {name} as it was when the service "
+    "started. Rebuild the state you need (or open a new service)"
+)
 
 
 class _InitDescriptor:
@@ -364,7 +362,7 @@ def _build(kind: str, state: Any) -> Any:
     if kind == "function":
         return RemoteFunction(state)
     if kind == "instance":
-        return RemoteInstance(state, live=_live_instance(state))
+        return RemoteInstance(state)
     if kind == "init":
         return _InitDescriptor(state)
     if kind == "stub":

@@ -50,6 +50,19 @@ PARTS_MAGIC = b"FJPARTS1"
 #: service: without it the instance itself is called).
 METHOD_KWARG = "__flame_method__"
 
+#: Keyword argument of each call to an instance service: what the kernel knows of the object's
+#: live state, an :class:`Expect` sent as a plain tuple. The object lives only in its instance;
+#: an instance that does not hold the state the call expects refuses it (``remote/execution.py``).
+EXPECT_KWARG = "__flame_expect__"
+
+
+class Expect(NamedTuple):
+    """The live state a call to an instance service expects (the value of :data:`EXPECT_KWARG`)."""
+
+    epoch: int  # state losses the kernel has seen for this service
+    ran: int  # calls of this epoch the kernel knows ran on the instance (a lower bound)
+
+
 #: Persistent-id tag for values stored in the object cache: ``(REF_TAG, digest)``.
 REF_TAG = "flame_jupyter.ref"
 

@@ -149,12 +149,7 @@ def abandon(job: Job, label: str) -> bool:
         if worker is not None and worker.job is job:
             state["worker"] = None
         _rt().abandoned_threads[job.thread_id] = job.label
-    rt = _rt()
-    with rt.lock:  # the stuck code may still change live stateful objects: reload them from saved state
-        live = rt.__dict__.get("live_instances")
-        if live:
-            live.clear()
-    job.reply.release()
+    job.reply.release()  # a live instance's object stays: the stuck code may still change it
     return True
 
 

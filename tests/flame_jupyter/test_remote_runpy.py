@@ -23,7 +23,9 @@ import cloudpickle
 import pytest
 from flamepy.runner.types import RunnerContext, RunnerRequest
 
+from flame_jupyter import live_state
 from flame_jupyter.capture import CaptureError, Capturer, MemoryObjectStore
+from flame_jupyter.remote.wire import EXPECT_KWARG, METHOD_KWARG
 
 EXECUTOR_SCRIPT = r"""
 import sys
@@ -78,7 +80,11 @@ def put_object(prefix, obj):
     return ObjectRef(endpoint="file://" + STORE, key=key, version=1)
 
 
+UPDATES = []
+
+
 def update_object(ref, obj):
+    UPDATES.append(ref.key)
     with open(_path(ref.key), "wb") as fh:
         fh.write(cloudpickle.dumps(obj))
     return ref
@@ -127,6 +133,7 @@ else:
             out["results"].append(_err(exc))
 
 out["fetches"] = FETCHES
+out["updates"] = UPDATES
 out["leaked"] = sorted(m for m in sys.modules if m.partition(".")[0] in _BLOCKED)
 out["cwd"] = os.getcwd()
 out["path"] = list(sys.path)
@@ -315,34 +322,84 @@ def test_each_call_sees_current_globals_unless_snapshot(
     assert got[1] == [2, 2]
 
 
-def test_stateful_instance_keeps_mutations_between_calls(
+def instance_call(captured: Any, method: str, *args: Any, expect: tuple[int, int] = (0, 0)) -> bytes:
+    """A call of an instance service's method exactly as ``Service.submit`` sends it."""
+    a, kw = captured.prepare_call(args, {})
+    return make_request(None, a, {**kw, METHOD_KWARG: method, EXPECT_KWARG: expect})
+
+
+def instance_context(captured: Any) -> bytes:
+    """An instance service's common data as ``Runner.service`` registers it."""
+    ctx = RunnerContext(execution_object=captured.execution_object, **live_state.registration(None, 0))
+    assert (ctx.stateful, ctx.autoscale, ctx.min_instances, ctx.max_instances) == (False, False, 1, 1)
+    return cloudpickle.dumps(ctx, protocol=cloudpickle.DEFAULT_PROTOCOL)
+
+
+COUNTER = """
+import threading
+class Counter:
+    def __init__(self, start):
+        self.n = start
+    def add(self, k):
+        self.n += k
+        return self.n
+    def add_then_fail(self, k):
+        self.n += k
+        raise ValueError(f"failed at {self.n}")
+    def lock(self):
+        self.guard = threading.Lock()  # not picklable: fine, the object is never saved
+        return self.n
+    @property
+    def value(self):
+        return self.n
+counter = Counter(10)
+"""
+
+
+def test_instance_service_stays_live_and_is_never_reloaded_or_saved(
     capturer: Capturer, store: Any, tmp_path: Path
 ) -> None:
-    ns = notebook(
-        """
-        class Counter:
-            def __init__(self, start):
-                self.n = start
-            def add(self, k):
-                self.n += k
-                return self.n
-            @property
-            def value(self):
-                return self.n
-        counter = Counter(10)
-        """
-    )
+    ns = notebook(COUNTER)
     captured = capturer.capture(ns["counter"], ns=ns)
-    ctx = RunnerContext(execution_object=captured.execution_object)
-    assert ctx.stateful is True
-    assert [n for n in dir(captured.execution_object) if not n.startswith("_")] == ["add"]
+    assert [n for n in dir(captured.execution_object) if not n.startswith("_")] == [
+        "add",
+        "add_then_fail",
+        "lock",
+    ]
+    calls = [("add", 1), ("lock",), ("add", 3), ("add_then_fail", 5), ("add", 0)]
     result = run_on_executor(
-        context_bytes(captured.execution_object),
-        [call(captured, 1, method="add"), call(captured, 3, method="add")],
+        instance_context(captured),
+        [instance_call(captured, *c, expect=(0, i)) for i, c in enumerate(calls)],
         store_dir=store.root,
         workdir=tmp_path,
     )
-    assert values(result) == [11, 14]
+    assert result["enter_error"] is None, result["enter_error"]
+    outcomes = [r.get("message") if not r["ok"] else cloudpickle.loads(r["value"]) for r in result["results"]]
+    # a failing call leaves the object as the method left it (as a Ray actor or a local object)
+    assert outcomes == [11, 11, 14, "failed at 19", 19]
+    assert result["fetches"].count("app/ssn/context") == 1  # loaded once, at session enter
+    assert result["updates"] == []  # and never saved back
+
+
+def test_a_new_instance_refuses_calls_that_expect_lost_state(
+    capturer: Capturer, store: Any, tmp_path: Path
+) -> None:
+    ns = notebook(COUNTER)
+    captured = capturer.capture(ns["counter"], ns=ns)
+    requests = [
+        instance_call(captured, "add", 1, expect=(0, 2)),  # the kernel saw 2 calls run elsewhere
+        instance_call(captured, "add", 1, expect=(0, 3)),  # sent before it saw the loss
+        instance_call(captured, "add", 1, expect=(1, 0)),  # after the loss: the new copy
+        instance_call(captured, "add", 1, expect=(1, 1)),
+        instance_call(captured, "add", 1, expect=(0, 4)),  # a late call of the lost epoch
+    ]
+    result = run_on_executor(instance_context(captured), requests, store_dir=store.root, workdir=tmp_path)
+    got = [r["ok"] and cloudpickle.loads(r["value"]) for r in result["results"]]
+    assert got == [False, False, 11, 12, False]
+    lost = result["results"][0]
+    assert lost["message"].startswith("flame_jupyter: this service's state was lost because the instance")
+    assert "at least 2 earlier call(s)" in lost["message"] and "This call did not run" in lost["message"]
+    assert live_state.LOST_MARK in lost["message"]
 
 
 def test_class_service_with_methods(capturer: Capturer, store: Any, tmp_path: Path) -> None:

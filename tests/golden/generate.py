@@ -4,7 +4,8 @@
 
 Each sample is what one end of the kernel <-> executor protocol writes today, made by the real
 code of that end: a payload state and a per-call env (kernel: the capture engine), the call info
-(kernel: :mod:`flame_jupyter.calls`), one call record of each kind and the stream header
+(kernel: :mod:`flame_jupyter.calls`), an instance call's keywords (kernel:
+:mod:`flame_jupyter.live_state`), one call record of each kind and the stream header
 (executor: :mod:`flame_jupyter.remote.channel`), and failures of a few exception types (executor:
 ``guarded``; format 2, ``failure2_*.txt``; the format-1 ``failure_*.txt`` are kept as they were). ``test_golden_wire.py`` decodes them with the current code, so a change of either
 end that the other end would not read fails a test. Samples are plain pickles (protocol 5) of
@@ -65,6 +66,16 @@ def call_samples() -> dict[str, Any]:
 
     channel = CallChannel("golden-app", "golden-session", "grpc://127.0.0.1:1")
     return {"call_info.pkl": channel.kwarg()}
+
+
+def instance_samples() -> dict[str, Any]:
+    """The keywords of a call to an instance service (kernel: :mod:`flame_jupyter.live_state`)."""
+    from flame_jupyter.live_state import LiveState
+    from flame_jupyter.remote.wire import EXPECT_KWARG, METHOD_KWARG
+
+    live = LiveState()
+    live.epoch, live.ran = 1, 3  # after one loss, three calls ran on the new instance
+    return {"instance_call.pkl": {METHOD_KWARG: "add", EXPECT_KWARG: live.expect()}}
 
 
 class _Shown:
@@ -198,7 +209,12 @@ def _check_plain(name: str, data: bytes) -> None:
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     SAMPLES.mkdir(exist_ok=True)
-    for name, value in {**payload_samples(), **call_samples(), **record_samples()}.items():
+    for name, value in {
+        **payload_samples(),
+        **call_samples(),
+        **instance_samples(),
+        **record_samples(),
+    }.items():
         data = pickle.dumps(value, protocol=5)
         _check_plain(name, data)
         (SAMPLES / name).write_bytes(data)

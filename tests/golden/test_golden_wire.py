@@ -18,6 +18,7 @@ import cloudpickle
 import pytest
 
 from flame_jupyter.calls import CallChannel
+from flame_jupyter.capture import Capturer, MemoryObjectStore
 from flame_jupyter.errors import CancelledError, RemoteError
 from flame_jupyter.failures import decode_failure
 from flame_jupyter.remote import RemoteFunction, check_versions, wire
@@ -90,6 +91,22 @@ def test_call_info_is_what_the_kernel_sends_today() -> None:
     assert set(today) == set(saved) and set(today[wire.CALL_KWARG]) == set(saved[wire.CALL_KWARG])
     for key in ("stream", "cancel"):
         assert saved[wire.CALL_KWARG][key].startswith("golden-app/golden-session/")
+
+
+def test_instance_call_keywords_are_what_the_kernel_sends_and_the_executor_reads() -> None:
+    saved = load("instance_call.pkl")
+    assert saved == {wire.METHOD_KWARG: "add", wire.EXPECT_KWARG: (1, 3)}
+    assert wire.Expect(*saved[wire.EXPECT_KWARG]) == wire.Expect(epoch=1, ran=3)
+    assert generate.instance_samples()["instance_call.pkl"] == saved  # the kernel sends it so today
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(
+        "class Acc:\n    def __init__(self):\n        self.n = 0\n    def add(self, k):\n        self.n += k\n        return self.n\nacc = Acc()\n",
+        ns,
+    )
+    instance = Capturer(store=MemoryObjectStore()).capture(ns["acc"], ns=ns).execution_object
+    with pytest.raises(Exception, match="state was lost because"):  # a new instance: 3 calls ran elsewhere
+        instance(5, **saved)
+    assert instance(5, **dict(saved, **{wire.EXPECT_KWARG: (1, 0)})) == 5
 
 
 # --------------------------------------------------------------------------- executor -> kernel
