@@ -35,6 +35,15 @@ def _new_process_id() -> None:  # a forked child must not repeat its parent's id
 os.register_at_fork(after_in_child=_new_process_id)
 
 
+def _cache_storage() -> str:
+    """The embedded runtime's object cache storage dir, if this process started it ("" if not)."""
+    from flame_jupyter.connection import current
+
+    conn = current()
+    runtime = conn.runtime if conn is not None else None
+    return getattr(runtime, "cache_storage", "") if runtime is not None else ""
+
+
 class CallChannel:
     """One call's stream and cancel keys, and what has been read of the stream so far."""
 
@@ -57,6 +66,9 @@ class CallChannel:
             "cancel": self.cancel_key,
             "submitted": time.time(),
         }
+        storage = _cache_storage()
+        if storage:
+            info["storage"] = storage
         return {CALL_KWARG: info}
 
     def request_cancel(self) -> None:

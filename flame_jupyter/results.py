@@ -17,6 +17,10 @@ import io
 import pickle
 from typing import Any
 
+from flame_jupyter.remote.bootstrap import PACKAGE_PREFIX
+from flame_jupyter.remote.large import read_file_parts, table_parts
+from flame_jupyter.remote.wire import LARGE_FORMAT, LARGE_RESOLVER
+
 _TYPE_CLOUDPICKLE = b"FLM\x00"
 _TYPE_NUMPY = b"FLM\x01"
 
@@ -38,13 +42,16 @@ def _notebook_class(tracker_id: Any) -> type | None:
 
 
 class ResultUnpickler(pickle.Unpickler):
-    """An unpickler that resolves executor copies of notebook classes to the notebook's classes."""
+    """An unpickler that resolves executor copies of notebook classes to the notebook's classes,
+    and large results (``remote/large.py``) to their value, fetched and decoded in place."""
 
-    def __init__(self, file: Any) -> None:
-        super().__init__(file)
+    def __init__(self, file: Any, buffers: Any = None) -> None:
+        super().__init__(file, buffers=buffers)
         self._kept: set[int] = set()
 
     def find_class(self, module: str, name: str) -> Any:
+        if name == LARGE_RESOLVER and module.startswith(PACKAGE_PREFIX) and module.endswith(".large"):
+            return resolve_large
         if module == "cloudpickle.cloudpickle":
             if name == "_make_skeleton_class":
                 return self._skeleton_class
@@ -88,9 +95,28 @@ class ResultUnpickler(pickle.Unpickler):
         return cloudpickle.cloudpickle._class_setstate(obj, state)
 
 
-def loads(data: Any) -> Any:
+def loads(data: Any, buffers: Any = None) -> Any:
     """Unpickle result bytes (any bytes-like object) with :class:`ResultUnpickler`."""
-    return ResultUnpickler(io.BytesIO(data) if not isinstance(data, io.IOBase) else data).load()
+    return ResultUnpickler(io.BytesIO(data) if not isinstance(data, io.IOBase) else data, buffers).load()
+
+
+def resolve_large(fmt: int, endpoint: str, key: str, version: int, path: str = "") -> Any:
+    """A large result's value: its parts memory-mapped from the cache's file when it is on this
+    host, else in one Flight stream; protocol 5 buffers are used in place (numpy, pandas and Arrow
+    data are read-only views of them)."""
+    import pyarrow.flight as flight
+
+    if fmt != LARGE_FORMAT:
+        raise RuntimeError(
+            f"flame_jupyter: the executor sent a large result of format {fmt!r}, this kernel reads "
+            f"{LARGE_FORMAT}: use the same flame_jupyter version on both ends"
+        )
+    parts = read_file_parts(path)
+    if parts is None:
+        table = _client(endpoint).do_get(flight.Ticket(f"{key}:0".encode())).read_all()
+        parts = table_parts(table)
+    stream, *buffers = parts
+    return loads(memoryview(stream), buffers)
 
 
 def fetch(ref: Any) -> Any:

@@ -28,6 +28,11 @@ from pathlib import Path
 _SETPRIV = shutil.which("setpriv")
 
 
+#: Subdirectory of the runtime's home that is its object cache's ``cache.storage`` (Flame's disk
+#: layout, ``cache/storage.py``): a same-host writer may put native Arrow objects there as files.
+CACHE_STORAGE_DIR = "storage"
+
+
 class RuntimeStartError(RuntimeError):
     """The runtime process exited or did not become ready; the message carries its log tail."""
 
@@ -111,6 +116,11 @@ class RuntimeProcess:
             temp_home=bool(info.get("temp_home", home is None)),
             socket_dir=str(info.get("socket_dir", "")),
         )
+
+    @property
+    def cache_storage(self) -> str:
+        """The object cache's storage directory (on this host only)."""
+        return os.path.join(self.home, CACHE_STORAGE_DIR)
 
     def client_env(self) -> dict[str, str]:
         return {"FLAME_ENDPOINT": self.endpoint, "FLAME_CACHE_ENDPOINT": self.cache_endpoint}

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from flame_local.cache.server import CacheServer
+from flame_local.cache.storage import DiskStorage
 from flame_local.cache.store import CacheStore
 from flame_local.executors.manager import ExecutorManager
-from flame_local.process import raise_fd_limit, steady_malloc
+from flame_local.process import CACHE_STORAGE_DIR, raise_fd_limit, steady_malloc
 from flame_local.servers.frontend import FrontendService
 from flame_local.servers.serving import FrontendServer
 from flame_local.settings import RuntimeSettings
@@ -53,7 +54,7 @@ class LocalRuntime:
             Path(tempfile.mkdtemp(prefix="flame-local-")) if settings.home is None else Path(settings.home)
         )
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in ("logs", "logs/sessions", "logs/install", "work", "apps"):
+        for sub in ("logs", "logs/sessions", "logs/install", "work", "apps", CACHE_STORAGE_DIR):
             # Private whatever the home's own mode: logs and packages can hold secrets.
             (self.home / sub).mkdir(exist_ok=True, mode=0o700)
             os.chmod(self.home / sub, 0o700)
@@ -90,7 +91,11 @@ class LocalRuntime:
                 cache_check = lambda peer: same_user_peer(peer, addr.get("cache"))  # noqa: E731
                 frontend_check = lambda peer: same_user_peer(peer, addr.get("frontend"))  # noqa: E731
             self._cache = CacheServer(
-                self.cache_store, host=s.host, port=s.cache_port, peer_check=cache_check
+                self.cache_store,
+                host=s.host,
+                port=s.cache_port,
+                peer_check=cache_check,
+                storage=DiskStorage(self.home / CACHE_STORAGE_DIR),
             )
             self._cache.start()
             self.cache_endpoint = self._cache.endpoint
@@ -154,6 +159,7 @@ class LocalRuntime:
         if self._cache is not None:
             self._cache.stop()
         self.cache_store.clear()  # and its spill files
+        DiskStorage(self.home / CACHE_STORAGE_DIR).close()  # and files never read
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._temp_home:

@@ -32,7 +32,7 @@ FLAMEPY_SEAM = {"flame_jupyter._flamepy"}
 # dill/cloudpickle internals (their private modules and names) and where they may be used.
 PICKLER_SEAMS = {"flame_jupyter.remote.pickling", "flame_jupyter.capture.env"}
 SHIPPED = "flame_jupyter.remote"
-SHIPPED_MAY_IMPORT = {"cloudpickle", "dill", "flamepy"}
+SHIPPED_MAY_IMPORT = {"cloudpickle", "dill", "flamepy", "pyarrow"}  # pyarrow: flamepy.core needs it
 
 
 def modules(root: Path, packages: Iterable[str] = PACKAGES) -> dict[str, Path]:

@@ -2,7 +2,8 @@
 
 It runs inside the *stock* ``python -m flamepy.runner.runpy`` service, where neither
 flame_jupyter nor IPython is installed, so it imports nothing outside this package but the
-standard library, ``cloudpickle`` and (lazily) ``dill`` and ``flamepy``. It travels as source
+standard library, ``cloudpickle`` and (lazily) ``dill``, ``flamepy`` and ``pyarrow`` (which
+flamepy's object cache client needs). It travels as source
 (:mod:`.bootstrap`), never as bytecode.
 
 Modules, in the order they import each other (see ``docs/capture.md`` for what travels):
@@ -14,6 +15,7 @@ Modules, in the order they import each other (see ``docs/capture.md`` for what t
 - :mod:`.reprs` -- small rich representations (displays, previews) without IPython;
 - :mod:`.notebook_libs` -- matplotlib, tqdm and ``IPython.display`` report to the call;
 - :mod:`.failure` -- a failed call's exception described for the kernel to rebuild;
+- :mod:`.large` -- large results as protocol 5 parts in the object cache;
 - :mod:`.channel` -- one call's output, progress and cancel; ``progress``/``display``;
 - :mod:`.pickling` -- dill/cloudpickle bound to a notebook namespace;
 - :mod:`.namespace` -- a payload's globals on the executor;

@@ -33,6 +33,7 @@ MODULES = (
     "notebook_libs",
     "failure",
     "stream",
+    "large",
     "worker",
     "channel",
     "chunks",
@@ -47,6 +48,9 @@ MODULES = (
 
 #: Pseudo-filename of a module's source on an executor (tracebacks, ``linecache``).
 FILENAME_PREFIX = "<flame_jupyter.remote"
+
+#: Start of the synthetic package's name in an executor's ``sys.modules`` (then a source hash).
+PACKAGE_PREFIX = "_flame_jupyter_remote_"
 
 
 def source_filename(module: str) -> str:
@@ -150,7 +154,7 @@ def _boot_fn() -> _BootFn:
     with _boot_lock:
         if not _boot_cache:
             blob = _source_blob()
-            name = "_flame_jupyter_remote_" + hashlib.sha256(blob).hexdigest()[:16]
+            name = PACKAGE_PREFIX + hashlib.sha256(blob).hexdigest()[:16]
             env = {"__name__": "_flame_jupyter_boot", "_NAME": name, "_BLOB": blob}
             run = _Reduced(exec, (_BOOT_STUB, env))
             ns = _Reduced(operator.getitem, ((run, env), 1))

@@ -20,6 +20,7 @@ from typing import Any
 
 from .bootstrap import _boot_fn
 from .failure import encode
+from .large import encode_result
 from .notebook_libs import bundle_of, end_call, install_library_hooks
 from .reprs import estimate_size, mime_bundle
 from .runtime import _rt
@@ -352,7 +353,7 @@ def guarded(
         channel.finish(failed=True)
         raise _encoded_failure(_generator_error(result)) from None  # no traceback: no frame to show
     channel.finish(result)
-    return result
+    return encode_result(call, result)
 
 
 def _run_on_worker(channel: _CallChannel, code: Callable[[], Any]) -> Any:

@@ -46,6 +46,15 @@ ARG_TAG = "\x00flame_jupyter.arg"
 ARG_REF_TAG = "\x00flame_jupyter.argref"
 PARTS_MAGIC = b"FJPARTS1"
 
+#: A call's result at least this large (pickle stream plus protocol 5 buffers) leaves the executor
+#: as parts in the object cache (same table as :data:`ARG_REF_TAG`'s, under the session's prefix):
+#: the task's output is then a small object that unpickles as ``resolve_large(LARGE_FORMAT,
+#: endpoint, key, version)``, ``resolve_large`` being :data:`LARGE_RESOLVER` of the shipped
+#: package's ``large`` module (``remote/large.py``; the kernel decodes it with ``results.py``).
+LARGE_THRESHOLD = 1 << 20
+LARGE_FORMAT = 1
+LARGE_RESOLVER = "resolve_large"
+
 #: Keyword argument naming the method of a served callable instance to call (a function
 #: service: without it the instance itself is called).
 METHOD_KWARG = "__flame_method__"
@@ -146,6 +155,7 @@ class CallInfo(_CallKeys, total=False):
     """One call's channel (the value of :data:`CALL_KWARG`): object-cache keys."""
 
     submitted: float  # the kernel's time.time() at submission (absent: a start always checks for a cancel)
+    storage: str  # the embedded runtime's cache.storage dir (same host): large results go there as files
 
 
 class StreamHeader(TypedDict):

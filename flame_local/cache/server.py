@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_local.cache.keys import parse_ticket
+from flame_local.cache.storage import DiskStorage
 from flame_local.cache.store import (
     CACHE_FORMAT_ARROW_TABLE,
     CACHE_FORMAT_METADATA_KEY,
@@ -221,9 +222,11 @@ class CacheServer(flight.FlightServerBase):
         port: int = 0,
         public_endpoint: str | None = None,
         peer_check: Callable[[str], bool] | None = None,
+        storage: DiskStorage | None = None,
     ) -> None:
         super().__init__(f"grpc://{_uri_host(host)}:{port}")
         self.store = store if store is not None else CacheStore()
+        self.storage = storage  # Flame's cache.storage: same-host writers' files, read through
         self._host = host
         self._endpoint = public_endpoint or f"grpc://{_uri_host(host)}:{self.port}"
         self._peer_check = peer_check
@@ -324,6 +327,8 @@ class CacheServer(flight.FlightServerBase):
     @_rpc
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.RecordBatchStream:
         key, client_version = parse_ticket(ticket.ticket)
+        if self.storage is not None:
+            self.storage.read_through(self.store, key)
         reply = self.store.reply_for(key, client_version)
         return flight.RecordBatchStream(_reply_table(reply))
 
@@ -333,6 +338,8 @@ class CacheServer(flight.FlightServerBase):
         if action.type != DELETE_ACTION:
             raise CacheKeyError(f"Unknown action type: {action.type}. Only DELETE is supported.")
         count = self.store.delete(body)
+        if self.storage is not None:
+            self.storage.delete(body)
         logger.debug("object cache: deleted %d object(s) matching %s", count, body)
         return [flight.Result(b"OK")]
 
@@ -347,6 +354,8 @@ class CacheServer(flight.FlightServerBase):
         if descriptor.descriptor_type != flight.DescriptorType.PATH or not descriptor.path:
             raise CacheKeyError("Empty descriptor path")
         key = "/".join(_utf8(part, "Invalid descriptor path") for part in descriptor.path)
+        if self.storage is not None:
+            self.storage.read_through(self.store, key)
         schema = self.store.schema_of(key) if key.count("/") == 2 else None
         return flight.FlightInfo(
             schema if schema is not None else pa.schema([]),

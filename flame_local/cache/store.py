@@ -1,5 +1,7 @@
 """Thread-safe in-memory object store behind the Flight object cache.
 
+Long because it is one lock's state: objects, LRU, memory budget, spilling and adopted files.
+
 It mirrors Flame v0.6.0's ``object_cache`` (``object_cache/src/cache.rs``, no persistence
 across restarts) and its LRU eviction under a byte budget (``eviction.rs``), spilling to disk as
 Flame does with a disk storage:
@@ -243,6 +245,14 @@ class CacheStore:
             self._replace(key, obj)
         return obj.info()
 
+    def adopt(self, obj: SpilledObject) -> None:
+        """Hold a file written by a same-host writer (``storage.DiskStorage``) as a spilled object."""
+        with self._lock:
+            if self._spill is None or obj.key in self._objects:
+                return
+            self._objects[obj.key] = obj
+            self._spill.used += obj.size
+
     def patch(self, key: str, data: BufferLike) -> ObjectInfo:
         """Append a delta to an existing object; its version is ``current + 1``."""
         name = str(ObjectKey.parse_key(key))
@@ -334,7 +344,8 @@ class CacheStore:
         read = SpillDir.read_buffer
         deltas = tuple(Delta(v, read(p)) for v, p in obj.deltas)
         if obj.native:
-            return CachedObject(obj.key, obj.version, table=SpillDir.read_table(obj.base), deltas=deltas)
+            table = _versioned_table(SpillDir.read_table(obj.base), obj.version)  # (adopted files)
+            return CachedObject(obj.key, obj.version, table=table, deltas=deltas)
         return CachedObject(obj.key, obj.version, data=read(obj.base), deltas=deltas)
 
     # -- reads ----------------------------------------------------------------------------

@@ -62,10 +62,15 @@ def payload_samples() -> dict[str, Any]:
 
 
 def call_samples() -> dict[str, Any]:
-    from flame_jupyter.calls import CallChannel
+    """A call's info as a kernel that started the embedded runtime sends it (with ``storage``)."""
+    from flame_jupyter import calls
 
-    channel = CallChannel("golden-app", "golden-session", "grpc://127.0.0.1:1")
-    return {"call_info.pkl": channel.kwarg()}
+    channel = calls.CallChannel("golden-app", "golden-session", "grpc://127.0.0.1:1")
+    storage, calls._cache_storage = calls._cache_storage, lambda: "/golden/home/storage"
+    try:
+        return {"call_info.pkl": channel.kwarg()}
+    finally:
+        calls._cache_storage = storage
 
 
 def instance_samples() -> dict[str, Any]:
