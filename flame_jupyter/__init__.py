@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from flame_jupyter._lean_flamepy import lean_import as _lean_import  # noqa: E402 - before any flamepy import
+
+_lean_import()
+
 if TYPE_CHECKING:  # what tools (type checkers, IDEs) see; at run time the names load lazily
     from flame_jupyter.async_runner import AsyncRunner
     from flame_jupyter.capture import CaptureError, capture

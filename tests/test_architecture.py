@@ -28,7 +28,7 @@ LONG_REASON = "Long because"  # a module over MAX_LINES says why in its docstrin
 
 # flamepy's private names the project needs, and the one module allowed to use them.
 FLAMEPY_PRIVATE = {"_session", "_future", "_services", "_task_id", "_context_cache", "_context_cache_lock"}
-FLAMEPY_SEAM = {"flame_jupyter._flamepy"}
+FLAMEPY_SEAM = {"flame_jupyter._flamepy", "flame_jupyter._lean_flamepy"}
 # dill/cloudpickle internals (their private modules and names) and where they may be used.
 PICKLER_SEAMS = {"flame_jupyter.remote.pickling", "flame_jupyter.capture.env"}
 SHIPPED = "flame_jupyter.remote"

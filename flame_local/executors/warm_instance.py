@@ -1,6 +1,7 @@
 """A pre-started interpreter that becomes an instance process on request (see :mod:`flame_local.executors.warm`).
 
-It imports what ``python -m flamepy.runner.runpy`` would import, then waits for one JSON line on
+It imports what ``python -m flamepy.runner.runpy`` needs (flamepy's package ``__init__`` runs on
+first use of a package-level name: ``flame_jupyter._lean_flamepy``), then waits for one JSON line on
 stdin: ``{"module", "args", "cwd", "env", "stdout", "stderr", "framed"}``.  It then takes that environment,
 working directory, ``sys.path`` and log files, and runs the module as ``__main__``, exactly as
 ``python -m <module> <args>`` would have; with ``framed``, flamepy's instance server speaks
@@ -15,6 +16,12 @@ import sys
 
 
 def _preload() -> None:
+    try:  # flamepy's client and runpy without its instance server (FastAPI) and pandas until used
+        from flame_jupyter._lean_flamepy import lean_import
+    except ImportError:  # flame_local installed without flame_jupyter: plain imports
+        pass
+    else:
+        lean_import()
     import flamepy.core.service  # noqa: F401
     import flamepy.runner.runpy  # noqa: F401
 
