@@ -7,7 +7,8 @@ cancel key is read from the task's input, nothing is unpickled), and retries the
 the sessions close or a bounded time (10 s) has passed. Then it deletes the sessions' cache
 objects (``<app>/<session>``) and the Runner's own shared objects (``<app>/<runner key>``), and
 unregisters the application and deletes its package only when no other session of it is open
-(another Runner with the same name still uses it). Nothing stops at the first failure: what
+and no other open Runner of this process uses it (a kernel's Runners of one environment share
+one application). Nothing stops at the first failure: what
 could not be closed is listed in a :class:`Report` (and raised as :class:`CleanupError`).
 
 :func:`leftovers` finds the open sessions that a dead kernel on this host left (see
@@ -326,6 +327,12 @@ def close_at_exit(runner: Any) -> None:
             register(_close_open_runners)
         except RuntimeError:  # already shutting down: atexit below still runs
             pass
+
+
+def used_by_another_runner(runner: Any) -> bool:
+    """Does another open Runner of this process use ``runner``'s application (one app per kernel
+    and environment)? Then closing ``runner`` leaves the app and its package to the last one."""
+    return any(r is not runner and r.name == runner.name and not r.closed for r in list(_open_runners))
 
 
 @atexit.register

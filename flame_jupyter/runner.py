@@ -19,6 +19,7 @@ return :class:`~flame_jupyter.futures.ObjectFuture` (state, output, progress, ca
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 import uuid
@@ -41,11 +42,22 @@ from flame_jupyter.remote.wire import CHUNK_KWARG, EXPECT_KWARG, METHOD_KWARG
 from flame_jupyter.service_ref import register_service
 from flame_jupyter.tracker import tracker
 
+_process_tag: tuple[int, str] | None = None
 
-def default_app_name() -> str:
-    """An application name unique to this user and process: ``fj-<user>-<pid>-<rand>``."""
+
+def default_app_name(dependencies: list[str] | None = None, python_version: str | None = None) -> str:
+    """One application name per user, process and environment: ``fj-<user>-<pid>-<rand>``, plus
+    ``-<hash>`` of the dependencies and python version when there are any. Every Runner of a
+    kernel with the same environment shares that application and its installed package."""
+    global _process_tag
+    if _process_tag is None or _process_tag[0] != os.getpid():
+        _process_tag = (os.getpid(), uuid.uuid4().hex[:4])
     user = re.sub(r"[^A-Za-z0-9]", "", getpass.getuser())[:16] or "user"
-    return f"fj-{user}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    name = f"fj-{user}-{_process_tag[0]}-{_process_tag[1]}"
+    if dependencies or python_version:
+        env = "\n".join([python_version or "", *sorted(dependencies or ())])
+        name += "-" + hashlib.sha256(env.encode()).hexdigest()[:6]
+    return name
 
 
 def check_servable(obj: Any, name: str | None = None) -> None:
@@ -92,7 +104,7 @@ class Runner:
         capturer: Capturer | None = None,
     ) -> None:
         conn = ensure_connected()
-        self.name = name or default_app_name()
+        self.name = name or default_app_name(dependencies, python_version)
         self.cache_endpoint = conn.cache_endpoint
         # This Runner's own name part: its sessions are <app>-<key>-<n>, its shared objects live
         # under <app>/<key>; so it cleans exactly what it made (another Runner may share the app).
@@ -175,7 +187,7 @@ class Runner:
             futures=[f for f in registry.live_futures() if f.session_id in ids],
             objects_of=_flamepy.opened_sessions(self._runner),
             shared_prefix=self._shared_prefix,
-            release=True,
+            release=not cleanup.used_by_another_runner(self),
             timeout=timeout,
         )
         for sid, fp in ids.items():
