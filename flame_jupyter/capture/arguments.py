@@ -112,7 +112,10 @@ class ArgumentEncoder:
                 data = self._dump(label, value, Recorder(), None)
             return (ARG_TAG, data)
         digest = parts_digest(views)
-        return (ARG_REF_TAG, digest, self._upload(digest, views))
+        ref = self._upload(digest, views)
+        path_of = getattr(self.run.store, "path_of", None)
+        path = path_of(ref) if path_of is not None else ""
+        return (ARG_REF_TAG, digest, ref, path) if path else (ARG_REF_TAG, digest, ref)
 
     def _upload(self, digest: str, parts: list[memoryview]) -> Any:
         """The store's ref for this content, putting it there first unless it already is."""

@@ -19,6 +19,7 @@ class FlameObjectStore:
 
     def __init__(self, key_prefix: str = "flame-jupyter/objects") -> None:
         self.key_prefix = key_prefix
+        self._paths: dict[str, str] = {}  # key -> the cache's file of it (same-host puts)
 
     def put(self, key_hint: str, data: bytes) -> Any:
         from flamepy.core import put_object
@@ -28,22 +29,34 @@ class FlameObjectStore:
     def put_parts(self, key_hint: str, parts: list[memoryview]) -> Any:
         """Put a pickled argument's parts without joining them: an Arrow table over the parts'
         own memory, one ``large_binary`` row each (see :data:`~flame_jupyter.remote.wire.ARG_REF_TAG`)."""
-        import struct
+        from flamepy.core import ObjectRef, put_object
 
-        import pyarrow as pa
-        from flamepy.core import put_object
+        from flame_jupyter.remote.large import parts_table, put_file
 
-        batches = []
-        for part in parts:
-            offsets = pa.py_buffer(struct.pack("<qq", 0, part.nbytes))
-            column = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(part)])
-            batches.append(pa.RecordBatch.from_arrays([column], names=["part"]))
-        return put_object(self.key_prefix, pa.Table.from_batches(batches))
+        table = parts_table(parts)
+        storage = _cache_storage()
+        local = put_file(storage, self.key_prefix, table) if storage else None
+        if local is None:
+            return put_object(self.key_prefix, table)
+        endpoint, key, version, path = local
+        self._paths[key] = path
+        return ObjectRef(endpoint=endpoint, key=key, version=version)
+
+    def path_of(self, ref: Any) -> str:
+        """The cache's file of an object this store put on this host ("" if it went over Flight)."""
+        return self._paths.get(getattr(ref, "key", ""), "")
 
     def get(self, ref: Any) -> bytes:
         from flamepy.core import get_object
 
         return get_object(ref)
+
+
+def _cache_storage() -> str:
+    """The embedded runtime's cache storage dir if this process started it (else "")."""
+    from flame_jupyter.calls import _cache_storage as storage
+
+    return storage()
 
 
 class MemoryObjectStore:

@@ -87,17 +87,28 @@ class LargeResult:
 
 
 def read_file_parts(path: str) -> list[Any] | None:
-    """The parts of a large value from the cache's own file, memory-mapped (None if it is gone
-    or not on this host: then read it over Flight)."""
+    """The parts of a large value from the cache's own file, memory-mapped copy-on-write (so the
+    value is writable as a local one, and nothing is copied until it is written), or None if the
+    file is gone or not on this host: then read it over Flight."""
+    import mmap
+
     import pyarrow as pa
 
     if not path:
         return None
     try:
-        with pa.memory_map(path) as mm:
-            return table_parts(pa.ipc.open_file(mm).read_all())
-    except (OSError, pa.ArrowInvalid):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            mapped = mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        whole = pa.py_buffer(mapped)
+        parts = table_parts(pa.ipc.open_file(whole).read_all())
+    except (OSError, ValueError, pa.ArrowInvalid):
         return None
+    base, view = whole.address, memoryview(mapped)
+    inside = all(base <= p.address and p.address + p.size <= base + whole.size for p in parts)
+    return [view[p.address - base : p.address - base + p.size] for p in parts] if inside else parts
 
 
 def resolve_large(fmt: int, endpoint: str, key: str, version: int, path: str = "") -> Any:
@@ -132,18 +143,19 @@ def encode_result(call: CallInfo | None, value: Any) -> Any:
             return value
         prefix, table = stream_key.rsplit("/", 1)[0], parts_table(parts)
         storage = call.get("storage") if isinstance(call, dict) else None
-        local = _put_file(storage, prefix, table) if storage else None
+        local = put_file(storage, prefix, table) if storage else None
         if local is not None:
-            return local
+            return LargeResult(*local)
         ref = put_object(prefix, table)
     except Exception:  # noqa: BLE001 - no fast path here: runpy caches the value as before
         return value
     return LargeResult(ref.endpoint, ref.key, ref.version)
 
 
-def _put_file(storage: str, prefix: str, table: Any) -> LargeResult | None:
+def put_file(storage: str, prefix: str, table: Any) -> tuple[str, str, int, str] | None:
     """Put ``table`` as a file of the cache's storage (Flame's disk layout, same host only): the
-    cache holds the object once ``GetFlightInfo`` names it. None if this is not that host."""
+    cache holds the object once ``GetFlightInfo`` names it. Returns ``(endpoint, key, version,
+    path)``, or None if this is not that host."""
     import pyarrow as pa
     import pyarrow.flight as flight
     from flamepy.core.types import FlameContext
@@ -169,7 +181,7 @@ def _put_file(storage: str, prefix: str, table: Any) -> LargeResult | None:
         os.unlink(path)
         return None
     location = info.endpoints[0].locations[0].uri
-    return LargeResult(location.decode() if isinstance(location, bytes) else str(location), key, 1, path)
+    return (location.decode() if isinstance(location, bytes) else str(location), key, 1, path)
 
 
 def _flight(endpoint: str) -> Any:

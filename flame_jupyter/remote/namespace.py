@@ -21,6 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .channel import display, import_module, progress
+from .large import read_file_parts
 from .pickling import Loader
 from .runtime import _blob, _np, _rt
 from .versions import check_versions
@@ -278,13 +279,16 @@ def _decode_args(rec: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, A
 
     def dec(v: Any) -> Any:
         nonlocal loader
-        if type(v) is not tuple or len(v) not in (2, 3) or v[0] not in (ARG_TAG, ARG_REF_TAG):
+        if type(v) is not tuple or len(v) not in (2, 3, 4) or v[0] not in (ARG_TAG, ARG_REF_TAG):
             return v
         if loader is None:
             loader = Loader(rec["G"], rec["refs"])
         if v[0] == ARG_TAG and len(v) == 2:
             return loader.loads(v[1])
-        if v[0] == ARG_REF_TAG and len(v) == 3:
+        if v[0] == ARG_REF_TAG and len(v) in (3, 4):
+            mapped = read_file_parts(v[3]) if len(v) == 4 else None  # private copy-on-write map
+            if mapped is not None:
+                return loader.loads(mapped[0], buffers=mapped[1:])
             stream, *buffers = _argument_parts(v[2])
             # copies: the argument is the call's own, writable (as a local call's would be)
             return loader.loads(stream, buffers=[bytearray(b) for b in buffers])

@@ -38,7 +38,9 @@ CALL_KWARG = "__flame_call__"
 #: Tag of an argument encoded by the capture engine: ``(ARG_TAG, dill_bytes)``.
 ARG_TAG = "\x00flame_jupyter.arg"
 
-#: Tag of a large argument in the object cache: ``(ARG_REF_TAG, digest, ref)``; the cached object
+#: Tag of a large argument in the object cache: ``(ARG_REF_TAG, digest, ref)``, or ``(ARG_REF_TAG,
+#: digest, ref, path)`` when the kernel put it as a file of the embedded runtime's cache storage
+#: (the executor maps ``path`` if it can, else fetches ``ref``); the cached object
 #: is the argument pickled by the capture engine, as *parts*: the pickle stream, then its
 #: out-of-band buffers (protocol 5). A store of bytes holds them joined: :data:`PARTS_MAGIC`,
 #: ``<I`` count, ``<Q`` length of each, the parts; Flame's object cache holds an Arrow table

@@ -120,7 +120,7 @@ def test_remote_package_imports_only_stdlib_and_serializers() -> None:
     package = Path(remote.__file__).parent
     files = sorted(p.stem for p in package.glob("*.py"))
     assert files == sorted(remote.bootstrap.MODULES), "every module of the package must travel"
-    allowed = set(sys.stdlib_module_names) | {"cloudpickle", "dill", "flamepy", "__future__"}
+    allowed = set(sys.stdlib_module_names) | {"cloudpickle", "dill", "flamepy", "pyarrow", "__future__"}
     for module in remote.bootstrap.MODULES:
         tree = ast.parse((package / f"{module}.py").read_text())
         for node in ast.walk(tree):

@@ -33,6 +33,25 @@ def describe(x):
     import hashlib, numpy as np
     return (type(x).__name__, str(x.dtype), x.shape, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
 
+def backing(x):
+    import numpy as np
+    b = x
+    while isinstance(b, np.ndarray) and b.base is not None:
+        b = b.base
+    if isinstance(b, memoryview):
+        b = b.obj
+    return type(b).__name__, x.flags.writeable
+
+def bump(x):
+    x[0] += 1
+    return float(x[0])
+
+def arguments(r):
+    arr = np.zeros(1 << 18)
+    print("argument", *r.service(backing)(arr).get())
+    svc = r.service(bump)
+    print("mutated", svc(arr).get(), svc(arr).get(), arr[0])
+
 def values():
     rng = np.random.default_rng(1)
     big = rng.random(300_000)
@@ -105,6 +124,7 @@ def test_large_values_round_trip_over_flight(tmp_path: Path, script_env: dict[st
         """
         with fj.Runner("large-flight") as r:
             round_trip(r)
+            arguments(r)
         """
     )
     out = run_script(tmp_path, script_env, body, timeout=300)
@@ -116,6 +136,8 @@ def test_large_values_round_trip_over_flight(tmp_path: Path, script_env: dict[st
     assert all(ok == "True" for ok, _ in rows.values()), out
     assert all(path == "flight" for _, path in rows.values()), out
     assert "described True" in out
+    assert "argument bytearray True" in out  # fetched over Flight, copied: the call's own
+    assert "mutated 1.0 1.0 0.0" in out
 
 
 def test_large_values_round_trip_through_the_cache_file(tmp_path: Path, script_env: dict[str, str]) -> None:
@@ -128,10 +150,11 @@ def test_large_values_round_trip_through_the_cache_file(tmp_path: Path, script_e
         storage = current().runtime.cache_storage
         with fj.Runner("large-file") as r:
             round_trip(r)
+            arguments(r)
             f = r.service(echo)(np.arange(1 << 18))
             v = f.get()
             print("file held", os.path.exists(paths[-1]), paths[-1].startswith(storage))
-            print("read-only", v.flags.writeable)
+            print("writable", v.flags.writeable)
             print("nested", r.service(describe)(f).get() == describe(v))
         print("file after close", os.path.exists(paths[-1]))
         print("storage left", sorted(p for p, _, files in os.walk(storage) if files))
@@ -144,7 +167,9 @@ def test_large_values_round_trip_through_the_cache_file(tmp_path: Path, script_e
     assert all(path == "file" for _, path in rows.values()), out
     assert "described True" in out
     assert "file held True True" in out
-    assert "read-only False" in out  # as the executor's numpy result over Flight was before
+    assert "writable True" in out  # a private copy-on-write map of the file, as a local result
+    assert "argument mmap True" in out  # the kernel's file of the argument, mapped the same way
+    assert "mutated 1.0 1.0 0.0" in out  # each call's own copy
     assert "nested True" in out  # a large result passed on as an argument is read on the executor
     assert "file after close False" in out
     assert "storage left []" in out
