@@ -72,3 +72,38 @@ def test_the_sdk_runs_where_ipython_is_absent(tmp_path: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "49 done <ObjectFuture ", lines
     assert lines[-1] == "False", lines
+
+
+NETWORK_TROUBLE = ("Could not find a version", "No matching distribution", "Failed to establish", "Network is unreachable", "Temporary failure in name resolution")  # fmt: skip
+
+
+def test_a_plain_install_in_a_fresh_venv_gives_widgets(tmp_path: Path) -> None:
+    """``pip install <repo>`` (no extras) in a fresh venv: the front-end extensions JupyterLab and
+    Notebook 7 load prebuilt from ``<venv>/share/jupyter/labextensions`` are there (ipywidgets'
+    manager, anywidget), and a kernel of that venv shows a ``%%flame`` cell as a live widget."""
+    venv = tmp_path / "plain-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    pip = subprocess.run(
+        [py, "-m", "pip", "install", "--quiet", str(REPO)], capture_output=True, text=True, timeout=900
+    )
+    if pip.returncode != 0 and any(t in pip.stderr for t in NETWORK_TROUBLE):
+        pytest.skip(f"no package index reachable: {pip.stderr.strip().splitlines()[-1]}")
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    labext = venv / "share" / "jupyter" / "labextensions"
+    for ext in ("anywidget", "@jupyter-widgets/jupyterlab-manager"):
+        assert (labext / ext / "package.json").is_file(), sorted(p.name for p in labext.iterdir())
+    assert (venv / "share" / "jupyter" / "kernels" / "python3" / "kernel.json").is_file()
+
+    from tests.kernel_helpers import KernelSession
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "FLAME_ENDPOINT": "", "FLAME_CACHE_ENDPOINT": "", "FLAME_JUPYTER_WIDGETS": ""}
+    with KernelSession(cwd=tmp_path, python=py, extra_env=env) as k:
+        assert k.run("%load_ext flame_jupyter", timeout=180).stdout.startswith("flame_jupyter: embedded")
+        r = k.run("%%flame --label plain\n6 * 7", timeout=180)
+        final = r.result or {}
+        assert "application/vnd.jupyter.widget-view+json" in final and "42" in final["text/plain"], final
+        opened = [m["content"] for m in r.messages if m["msg_type"] == "comm_open"]
+        assert any("_esm" in (c.get("data", {}).get("state") or {}) for c in opened), opened  # anywidget
