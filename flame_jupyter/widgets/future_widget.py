@@ -59,11 +59,14 @@ class FutureWidget(with_view_traits(FlameWidget, FutureView, {"state": QUEUED}))
         self._terminal_at: float | None = None
         self._settled_callbacks: list[Callable[[FutureWidget], None]] = []
         self._dirty = self._dirty_urgent = False
+        self._sent_state = QUEUED
+        # Listen first: a shown future is kept current by the tracker, so the snapshot below reads
+        # what is known instead of asking Flame (two round trips) in the cell's thread.
+        future.add_listener(self._on_future)
         snap = self._view(future)
         super().__init__(**snap, **kwargs)
         self._sent_state = snap["state"]
-        future.add_listener(self._on_future)
-        self._pump.request(self, urgent=True)  # catch a change between the snapshot and the listener
+        self._pump.request(self, urgent=True)  # catch a change between the snapshot and now
 
     # -- life ---------------------------------------------------------------------------------------
     @property
