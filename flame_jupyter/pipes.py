@@ -209,10 +209,7 @@ class CallPipe:
             self._send(batch)
 
     def _send(self, batch: list[Waiting]) -> None:
-        cancel = batch[0].call["cancel"] + "-batch"
-        for w in batch:
-            w.batch_cancel = cancel
-        header: BatchCall = {"format": BATCH_FORMAT, "batch": [w.item() for w in batch], "cancel": cancel}
+        header = batch_header(batch)
         try:
             inner = batch[0].target(**{CALL_KWARG: header})
         except Exception as e:  # noqa: BLE001 - e.g. the session closed meanwhile: each call fails
@@ -260,6 +257,15 @@ class CallPipe:
         with self._lock:
             self._in_flight -= 1
         self._flush()
+
+
+def batch_header(batch: list[Waiting]) -> BatchCall:
+    """The :data:`CALL_KWARG` value that sends ``batch`` as one task (its cancel key: the first
+    call's, suffixed)."""
+    cancel = batch[0].call["cancel"] + "-batch"
+    for w in batch:
+        w.batch_cancel = cancel
+    return {"format": BATCH_FORMAT, "batch": [w.item() for w in batch], "cancel": cancel}
 
 
 class _FailureText(Exception):

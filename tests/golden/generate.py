@@ -73,6 +73,23 @@ def call_samples() -> dict[str, Any]:
         calls._cache_storage = storage
 
 
+def batch_samples() -> dict[str, Any]:
+    """Two queued calls of ``score`` sent as one task (kernel: :mod:`flame_jupyter.pipes`)."""
+    from flame_jupyter.calls import CallChannel
+    from flame_jupyter.capture import Capturer, MemoryObjectStore
+    from flame_jupyter.pipes import Waiting, batch_header
+    from flame_jupyter.remote.wire import CALL_KWARG
+
+    ns = notebook()
+    captured = Capturer(store=MemoryObjectStore()).capture(ns["score"], ns=ns)
+    waiting = []
+    for x in (2.5, 4.0):
+        args, kwargs = captured.prepare_call((x,), {})
+        call = CallChannel("golden-app", "golden-session", "grpc://127.0.0.1:1").kwarg()[CALL_KWARG]
+        waiting.append(Waiting(None, args, kwargs, dict(call, submitted=0.0)))
+    return {"batch_call.pkl": {CALL_KWARG: batch_header(waiting)}}
+
+
 def instance_samples() -> dict[str, Any]:
     """The keywords of a call to an instance service (kernel: :mod:`flame_jupyter.live_state`)."""
     from flame_jupyter.live_state import LiveState
@@ -217,6 +234,7 @@ def main() -> None:
     for name, value in {
         **payload_samples(),
         **call_samples(),
+        **batch_samples(),
         **instance_samples(),
         **record_samples(),
     }.items():

@@ -98,6 +98,24 @@ def test_call_info_is_what_the_kernel_sends_today() -> None:
         assert saved[wire.CALL_KWARG][key].startswith("golden-app/golden-session/")
 
 
+def test_a_batch_is_what_the_kernel_sends_and_the_executor_runs() -> None:
+    saved = load("batch_call.pkl")[wire.CALL_KWARG]
+    assert wire.is_batch(saved) and set(saved) == keys(wire.BatchCall)[1]
+    assert saved["format"] == wire.BATCH_FORMAT and len(saved["batch"]) == 2
+    today = generate.batch_samples()["batch_call.pkl"][wire.CALL_KWARG]
+    assert set(today) == set(saved) and [len(item) for item in today["batch"]] == [4, 4]
+    for args, kwargs, env, call in saved["batch"]:
+        assert isinstance(args, tuple) and isinstance(kwargs, dict) and wire.ENV_KWARG not in kwargs
+        assert env is not None and set(call) >= {"id", "stream", "cancel"}
+    assert saved["cancel"] == saved["batch"][0][3]["cancel"] + "-batch"
+    # The executor's end: each item runs as a lone call would and comes back as its own outcome.
+    ns = generate.notebook()
+    fn = Capturer(store=MemoryObjectStore()).capture(ns["score"], ns=ns).execution_object
+    items = [(args, kwargs, env, None) for args, kwargs, env, _call in saved["batch"]]
+    outcomes = [wire.decode_outcome(raw) for raw in fn(**{wire.CALL_KWARG: dict(saved, batch=items)})]
+    assert [(o.ok, o.value) for o in outcomes] == [(True, 9), (True, 15)]  # score(x) = (floor(x) + 1) * 3
+
+
 def test_instance_call_keywords_are_what_the_kernel_sends_and_the_executor_reads() -> None:
     saved = load("instance_call.pkl")
     assert saved == {wire.METHOD_KWARG: "add", wire.EXPECT_KWARG: (1, 3)}
