@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import atexit
 import re
+import signal
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,9 @@ from flame_jupyter.errors import FlameJupyterError
 
 #: Seconds a cleanup waits in all for cancelled tasks to end before it reports them.
 CLOSE_TIMEOUT = 10.0
+#: Seconds the exit-time cleanup takes at most: jupyter_client kills a kernel 5 s after asking it
+#: to shut down (``shutdown_wait_time``; SIGTERM at half of it, which the cleanup defers).
+EXIT_BUDGET = 4.0
 _CANCEL_ID = re.compile(rb"fj-([0-9a-f]{1,64})-cancel")
 
 
@@ -335,13 +340,35 @@ def used_by_another_runner(runner: Any) -> bool:
     return any(r is not runner and r.name == runner.name and not r.closed for r in list(_open_runners))
 
 
+@contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """Ignore SIGTERM for the block (main thread only): a kernel's shutdown sends it 2.5 s after
+    the shutdown request, while the exit cleanup may still wait for a cancelled call to end;
+    jupyter_client's SIGKILL at the end of its window stays the hard stop."""
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        try:
+            previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        except (ValueError, OSError):  # no signals here (an embedded interpreter)
+            previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 @atexit.register
 def _close_open_runners() -> None:
-    """Close every Runner still open; say what failed (never raise at exit)."""
-    for runner in list(_open_runners):
-        if getattr(runner, "closed", True):
-            continue
-        try:
-            runner.close()
-        except Exception as e:  # noqa: BLE001 - interpreter shutdown
-            print(f"flame_jupyter: at exit, Runner {runner.name!r}: {e}", file=sys.stderr)
+    """Close every Runner still open within :data:`EXIT_BUDGET` s in all, SIGTERM ignored;
+    say what failed (never raise at exit)."""
+    runners = [r for r in list(_open_runners) if not getattr(r, "closed", True)]
+    if not runners:
+        return
+    deadline = time.monotonic() + EXIT_BUDGET
+    with sigterm_ignored():
+        for runner in runners:
+            try:
+                runner.close(timeout=max(0.5, deadline - time.monotonic()))
+            except Exception as e:  # noqa: BLE001 - interpreter shutdown
+                print(f"flame_jupyter: at exit, Runner {runner.name!r}: {e}", file=sys.stderr)

@@ -25,7 +25,7 @@ def decoder(session: Any, task_id: str | None) -> Callable[[BaseException], Base
         if wire.decode_failure(text) is None and NO_MESSAGE in text:
             found = _flamepy.failure_text(session, task_id)
             if found:
-                from flamepy import FlameError, FlameErrorCode
+                from flamepy.core.types import FlameError, FlameErrorCode  # not all of flamepy at exit
 
                 exc = FlameError(FlameErrorCode.INTERNAL, found)
         return decode_failure(exc)
