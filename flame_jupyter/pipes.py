@@ -193,11 +193,17 @@ class CallPipe:
         with self._lock:
             if self._in_flight >= DEPTH or not self._waiting:
                 return []
+            while self._waiting and self._waiting[0].inner.done():  # ended while it waited (watchdog)
+                self._waiting.popleft()
+            if not self._waiting:
+                return []
             size = self._batch_size(len(self._waiting))
             first = self._waiting.popleft()
             batch = [first]
             while self._waiting and len(batch) < size and self._waiting[0].target is first.target:
-                batch.append(self._waiting.popleft())
+                w = self._waiting.popleft()
+                if not w.inner.done():
+                    batch.append(w)
             self._in_flight += 1
             return batch
 

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from flame_jupyter.remote.wire import TERMINAL
 
+#: Key of ``ServiceInfo.counts``: cancelled calls that were a Flame task of their own (not in a batch).
+CANCELLED_TASKS = "cancelled-tasks"
+
 if TYPE_CHECKING:
     from flame_jupyter.futures import ObjectFuture
 
@@ -100,6 +103,8 @@ class Registry:
                     info.finished_times.append(time.time())
                 if state == "failed":
                     info.recent_failures.append(weakref.ref(future))
+                if state == "cancelled" and not getattr(future, "coalesced", False):
+                    info.counts[CANCELLED_TASKS] += 1  # its own task ends Failed on Flame
             if state in TERMINAL:
                 self._seen_state.pop(key, None)
                 del self._live[key]

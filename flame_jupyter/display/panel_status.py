@@ -16,7 +16,7 @@ from flame_jupyter.display.panel_view import Failure, ServiceRow
 from flame_jupyter.display.protocol import ViewedFuture
 from flame_jupyter.display.states import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATES
 from flame_jupyter.map_state import recent_maps
-from flame_jupyter.registry import Registry, registry
+from flame_jupyter.registry import CANCELLED_TASKS, Registry, registry
 
 FAILURES_SHOWN = 10
 FAILURE_TRACEBACK_CHARS = 8_000
@@ -55,6 +55,7 @@ def kernel_status(reg: Registry | None = None) -> dict[str, Any]:
                 "counts": counts,
                 "throughput": round(info.throughput(), 3),
                 "flame": "",
+                "cancelled_tasks": max(0, int(info.counts.get(CANCELLED_TASKS, 0))),
             }
         )
     live = reg.live_futures()
@@ -74,6 +75,7 @@ def kernel_status(reg: Registry | None = None) -> dict[str, Any]:
                 "counts": {s: other.get(s, 0) for s in STATES},
                 "throughput": 0.0,
                 "flame": "",
+                "cancelled_tasks": 0,
             }
         )
     services.extend(map_rows())
@@ -108,6 +110,7 @@ def map_rows() -> list[ServiceRow]:
                 },
                 "throughput": round(m.throughput(), 3),
                 "flame": f"{c['done'] + c['failed'] + c['cancelled']} of {'?' if c['total'] is None else c['total']} items",
+                "cancelled_tasks": 0,
             }
         )
     return rows
@@ -158,7 +161,8 @@ def merge_status(kernel: dict[str, Any], flame: dict[str, Any] | None) -> dict[s
     for row in merged["services"]:
         s = sessions.get(row["session_id"])
         if s is not None:
-            row["flame"] = flame_line(s, row["counts"]) + (" · closed" if s["state"] == "closed" else "")
+            line = flame_line(s, row["counts"], cancelled_tasks=row.get("cancelled_tasks"))
+            row["flame"] = line + (" · closed" if s["state"] == "closed" else "")
             if s["state"] == "closed":
                 row["closed"] = True
     if flame.get("embedded"):  # the embedded runtime is this kernel's own: show its other open sessions
@@ -190,22 +194,25 @@ def merge_status(kernel: dict[str, Any], flame: dict[str, Any] | None) -> dict[s
     return merged
 
 
-def flame_line(session: dict[str, Any], counts: dict[str, int]) -> str:
+def flame_line(session: dict[str, Any], counts: dict[str, int], cancelled_tasks: int | None = None) -> str:
     """Flame's task counts for a session, in the terms of the row's columns.
 
     Flame v0.6.0 cannot cancel one task: a cancelled call stops itself and its task ends
     ``Failed`` on Flame. Those tasks are said as the row's cancelled calls, not as failures.
+    ``cancelled_tasks``: how many cancelled calls were a task of their own (a call cancelled
+    inside a batch, :mod:`flame_jupyter.pipes`, fails no task); default: all of them.
     """
     cancelled = max(0, int(counts.get(CANCELLED, 0)))
-    as_failed = min(cancelled, int(session["failed"]))
+    own = cancelled if cancelled_tasks is None else min(cancelled, max(0, int(cancelled_tasks)))
+    as_failed = min(own, int(session["failed"]))
     text = (
         f"{session['pending']} pending · {session['running']} running · {session['succeed']} ok · "
         f"{session['failed'] - as_failed} failed"
     )
     if cancelled:
         text += f" · {cancelled} cancelled"
-        if as_failed < cancelled:
-            text += f" ({cancelled - as_failed} still ending)"
+        if as_failed < own:
+            text += f" ({own - as_failed} still ending)"
     return text
 
 

@@ -21,6 +21,7 @@ class ServiceRow(TypedDict):
     counts: dict[str, int]
     throughput: float
     flame: str  # Flame's own counts for the session, as text
+    cancelled_tasks: int  # cancelled calls that were a Flame task of their own (not in a batch)
 
 
 class Failure(TypedDict):

@@ -49,3 +49,11 @@ def test_merge_status_uses_it() -> None:
         kernel, {"sessions": {"s1": {**_session(failed=1), "state": "closed"}}, "runtime": "x"}
     )
     assert merged["services"][0]["flame"] == "0 pending · 0 running · 0 ok · 0 failed · 1 cancelled · closed"
+
+
+def test_calls_cancelled_inside_a_batch_fail_no_task() -> None:
+    # 3 cancelled calls, of which only 1 was a task of its own (2 were skipped inside a batch):
+    # Flame failed 1 task for them; nothing is "still ending".
+    session = {"pending": 0, "running": 0, "succeed": 4, "failed": 1, "state": "open"}
+    line = flame_line(session, _counts(cancelled=3), cancelled_tasks=1)
+    assert line == "0 pending · 0 running · 4 ok · 0 failed · 3 cancelled", line
