@@ -37,6 +37,13 @@ class Counter:
         self.pending = (i for i in range(3))  # cannot be pickled: fine, the object is never saved
         return next(self.pending) + self.n
 
+    def add_then_spin(self, k):
+        import time
+        self.n += k
+        print("added", flush=True)
+        while True:  # Python bytecode: a cancel interrupts it here
+            time.sleep(0.01)
+
 def square(x):
     return x * x
 
@@ -93,6 +100,32 @@ def test_state_stays_live_across_calls_errors_and_other_services(two_slots: obje
         "ValueError: failed at 111",
         "131 True",
     ]
+
+
+def test_a_cancelled_call_keeps_its_changes_and_the_instance_serves_on(
+    two_slots: object, tmp_path: Path
+) -> None:
+    out = run_script(
+        two_slots,
+        tmp_path,
+        """
+        import time
+        with fj.Runner("live-cancel") as rr:
+            c = rr.service(Counter(10))
+            pid = c.pid().get()
+            f = c.add_then_spin(5)
+            deadline = time.monotonic() + 60
+            while "added" not in "".join(t for _, t in f.output) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            f.cancel()
+            try:
+                f.get(timeout=60)
+            except fj.CancelledError:
+                print("cancelled")
+            print(c.add(1).get(), c.pid().get() == pid)
+        """,
+    )
+    assert out == ["cancelled", "16 True"]
 
 
 def test_a_lost_instance_is_reported_once_then_a_new_copy_serves(two_slots: object, tmp_path: Path) -> None:
