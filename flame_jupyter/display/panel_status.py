@@ -200,8 +200,10 @@ def flame_line(session: dict[str, Any], counts: dict[str, int], cancelled_tasks:
     Flame v0.6.0 cannot cancel one task: a cancelled call stops itself and its task ends
     ``Failed`` on Flame. Those tasks are said as the row's cancelled calls, not as failures.
     ``cancelled_tasks``: how many cancelled calls were a task of their own (a call cancelled
-    inside a batch, :mod:`flame_jupyter.pipes`, fails no task); default: all of them.
+    inside a batch, :mod:`flame_jupyter.pipes`, fails no task); default: all of them. Closing a
+    session turns its pending tasks ``Cancelled``, which flamepy does not count: nothing is ending.
     """
+    closed = session.get("state") == "closed"
     cancelled = max(0, int(counts.get(CANCELLED, 0)))
     own = cancelled if cancelled_tasks is None else min(cancelled, max(0, int(cancelled_tasks)))
     as_failed = min(own, int(session["failed"]))
@@ -211,7 +213,7 @@ def flame_line(session: dict[str, Any], counts: dict[str, int], cancelled_tasks:
     )
     if cancelled:
         text += f" · {cancelled} cancelled"
-        if as_failed < own:
+        if as_failed < own and not closed:
             text += f" ({own - as_failed} still ending)"
     return text
 

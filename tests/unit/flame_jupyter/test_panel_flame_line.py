@@ -35,6 +35,12 @@ def test_a_cancelled_call_whose_task_has_not_ended_yet_is_said_so() -> None:
     assert line == "2 pending · 0 running · 0 ok · 0 failed · 3 cancelled (2 still ending)"
 
 
+def test_a_closed_session_cancelled_its_pending_tasks_itself() -> None:
+    closed = {**_session(failed=1), "state": "closed"}  # one cancelled while running, two by the close
+    assert flame_line(closed, _counts(cancelled=3)) == "0 pending · 0 running · 0 ok · 0 failed · 3 cancelled"
+    assert flame_line(_session(failed=1), _counts(cancelled=3)).endswith("3 cancelled (2 still ending)")
+
+
 def test_without_cancels_the_line_is_flames_counts() -> None:
     assert (
         flame_line(_session(running=1, succeed=2), _counts(running=1, done=2))
