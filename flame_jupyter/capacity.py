@@ -26,6 +26,7 @@ class NodeCapacity(NamedTuple):
     name: str
     cpu: int
     memory: int  # bytes
+    gpu: int
 
 
 def node_capacities() -> list[NodeCapacity] | None:
@@ -41,13 +42,19 @@ def node_capacities() -> list[NodeCapacity] | None:
     for node in nodes:
         status = node.status
         res = status.allocatable if status.allocatable.cpu or status.allocatable.memory else status.capacity
-        out.append(NodeCapacity(node.metadata.name or node.spec.hostname, int(res.cpu), int(res.memory)))
+        name = node.metadata.name or node.spec.hostname
+        out.append(NodeCapacity(name, int(res.cpu), int(res.memory), int(res.gpu)))
     return out or None
 
 
-def describe(cpu: int, memory: int) -> str:
-    """``cpu=8, memory=64 GiB``."""
-    return f"cpu={cpu}, memory={_size(memory)}"
+def describe(cpu: int, memory: int, gpu: int = 0) -> str:
+    """``cpu=8, memory=64 GiB`` (and ``, gpu=N`` when GPUs are asked for)."""
+    return f"cpu={cpu}, memory={_size(memory)}" + (f", gpu={gpu}" if gpu > 0 else "")
+
+
+def _fits(cpu: int, memory: int, gpu: int, node: NodeCapacity) -> bool:
+    """Flame's test (drf.rs L198-204): CPUs and memory within the node's, GPUs only when asked for."""
+    return cpu <= node.cpu and memory <= node.memory and (gpu <= 0 or gpu <= node.gpu)
 
 
 def check_resources(resources: Any, what: str = "the request") -> None:
@@ -56,15 +63,18 @@ def check_resources(resources: Any, what: str = "the request") -> None:
     if resources is None:
         return
     cpu, memory = int(resources.cpu or 0), int(resources.memory or 0)
+    gpu = int(getattr(resources, "gpu", 0) or 0)
     nodes = node_capacities()
-    if nodes is None or any(cpu <= n.cpu and memory <= n.memory for n in nodes):
+    if nodes is None or any(_fits(cpu, memory, gpu, n) for n in nodes):
         return
     largest = ", ".join(
-        f"{n.name}: {n.cpu} CPU{'' if n.cpu == 1 else 's'}, {_size(n.memory)}" for n in nodes[:5]
+        f"{n.name}: {n.cpu} CPU{'' if n.cpu == 1 else 's'}, {_size(n.memory)}"
+        + (f", {n.gpu} GPU{'' if n.gpu == 1 else 's'}" if gpu > 0 else "")
+        for n in nodes[:5]
     )
     more = f" (and {len(nodes) - 5} more)" if len(nodes) > 5 else ""
     raise ResourceRequestError(
-        f"{what} asks for {describe(cpu, memory)}, more than any Flame node can give "
+        f"{what} asks for {describe(cpu, memory, gpu)}, more than any Flame node can give "
         f"({largest}{more}): its tasks would never start. Ask for at most what one node has."
     )
 

@@ -263,7 +263,7 @@ def _local_node() -> types_pb2.Node:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         memory = 0
-    capacity = types_pb2.ResourceRequirement(cpu=cpus, memory=memory, gpu=0)
+    capacity = types_pb2.ResourceRequirement(cpu=cpus, memory=memory, gpu=_gpus())
     return types_pb2.Node(
         metadata=types_pb2.Metadata(id=name, name=name),
         spec=types_pb2.NodeSpec(hostname=name),
@@ -275,3 +275,18 @@ def _local_node() -> types_pb2.Node:
             addresses=[types_pb2.NodeAddress(type="InternalIP", address="127.0.0.1")],
         ),
     )
+
+
+def _gpus() -> int:
+    """GPUs as Flame v0.6.0's node counts them (``common/src/apis/types.rs`` ``detect_gpus``):
+    ``CUDA_VISIBLE_DEVICES`` when set (empty or ``-1``: none), else the NVIDIA devices the driver
+    lists (Flame asks NVML; the driver's ``/proc`` entries are the same devices), else 0."""
+    import os
+
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if devices is not None:
+        return 0 if devices in ("", "-1") else len(devices.split(","))
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0

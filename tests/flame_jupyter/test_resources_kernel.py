@@ -75,6 +75,21 @@ def test_sdk_resources_too_large_raise_a_typed_error(kernel: KernelSession) -> N
         kernel.run("sdk_runner.close()")
 
 
+def test_sdk_gpus_no_node_has_are_refused(kernel: KernelSession) -> None:
+    if kernel.value("max(n.status.allocatable.gpu for n in flamepy.list_nodes())") > 0:
+        pytest.skip("this machine's node has GPUs")
+    kernel.run("gpu_runner = flame_jupyter.Runner('resources-gpu')")
+    try:
+        err = _refused(
+            kernel,
+            "gpu_runner.service(sum_fn, resources=ResourceRequirement(cpu=1, memory=2**30, gpu=1))",
+            "gpu=1",
+        )
+        assert "0 GPUs" in err, err
+    finally:
+        kernel.run("gpu_runner.close()")
+
+
 def test_requests_that_fit_still_run(kernel: KernelSession) -> None:
     r = kernel.execute(f"%%flame --cpu {CPUS} --memory 512Mi\n6 * 7", timeout=120)
     assert r.status == "ok", r.error_text()
