@@ -52,6 +52,7 @@ class FutureState:
         self.progress: tuple[float, float, str] | None = None
         self.displays: list[dict[str, Any]] = []
         self.preview: dict[str, Any] | None = None
+        self.waiting: str | None = None  # what a queued call waits for (flame_jupyter.waiting)
         # Set by the tracker: brings state/output up to date when read on a future nobody shows.
         self.refresher: Callable[[FutureState], None] | None = None
         self.refreshed_at = 0.0
@@ -69,6 +70,7 @@ class FutureState:
                 return
             self.started_at = at or time.time()
             self.state = State.RUNNING
+            self.waiting = None
         self.notify()
 
     def finish(
@@ -146,6 +148,14 @@ class FutureState:
 
     def set_preview(self, bundle: dict[str, Any]) -> None:
         self.preview = bundle
+        self.notify()
+
+    def set_waiting(self, text: str | None) -> None:
+        """What the queued call waits for now (ignored once it runs or ended)."""
+        with self._finish_lock:
+            if self.state != State.QUEUED or text == self.waiting:
+                return
+            self.waiting = text
         self.notify()
 
     def close_streams(self) -> None:

@@ -243,6 +243,19 @@ class ObjectFuture(_FlamepyObjectFuture):
         return True
 
     @property
+    def waiting_for(self) -> str | None:
+        """What a queued call waits for (an instance to start, the calls ahead), else None.
+        Read on a future nobody shows, it asks Flame (at most every 0.2 s)."""
+        if not self.done():
+            self._fs.refresh(REFRESH_EVERY)
+        return self.known_waiting
+
+    @property
+    def known_waiting(self) -> str | None:
+        """:attr:`waiting_for` as last seen, without asking Flame (for views)."""
+        return self._fs.waiting if self._fs.state == State.QUEUED else None
+
+    @property
     def cancel_requested(self) -> bool:
         """True once :meth:`cancel` asked the remote work to stop."""
         return self._fs.cancel_requested

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from flame_jupyter import watchdog
+from flame_jupyter import waiting, watchdog
 from flame_jupyter.calls import apply_records, drain
 from flame_jupyter.future_state import FutureState, state_of
 from flame_jupyter.registry import registry
@@ -110,8 +110,23 @@ class Tracker:
             self._check_started(fut.task_id, fs, session)
         if fs.state == State.QUEUED:
             watchdog.check(fut)  # a session whose executor cannot be bound fails its calls
+        if fs.state == State.QUEUED:
+            self._note_waiting(fut, fs)
         if fs.state == State.RUNNING and fs.call is not None:
             apply_records(fs, fs.call.poll())
+
+    def _note_waiting(self, fut: ObjectFuture, fs: FutureState) -> None:
+        """Say what the queued call waits for: an instance, or this kernel's calls ahead of it."""
+        bound = waiting.bound_instances(fut.session_id)
+        if bound is None:
+            return
+        with self._lock:
+            ahead = 0
+            for other, _ofs, _ssn in (self._live.get(fut.session_id) or {}).values():
+                if other is fut:
+                    break
+                ahead += 0 if other.done() else 1
+        fs.set_waiting(waiting.waiting_text(bound=bound, ahead=ahead))
 
     @staticmethod
     def _check_started(task_id: str, fs: FutureState, session: Any) -> None:

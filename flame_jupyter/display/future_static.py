@@ -44,6 +44,8 @@ def snapshot_text(view: Mapping[str, Any]) -> str:
         f"<ObjectFuture {what!r} {view['state']} {float(view.get('elapsed') or 0):.1f}s "
         f"task={view.get('task_id') or None} session={view.get('session_id') or ''}>"
     ]
+    if view.get("waiting"):
+        lines.append(f"waiting: {view['waiting']}")
     if view.get("progress"):
         lines.append(f"progress: {_progress_text(view['progress'])}")
     chunks = view.get("output") or []
@@ -83,6 +85,8 @@ def snapshot_html(view: Mapping[str, Any]) -> str:
     if where:
         head += f" <small>{e(' · '.join(where))}</small>"
     parts = [f'<div class="flame-future" data-state="{e(state)}">', f"<div>{head}</div>"]
+    if view.get("waiting"):
+        parts.append(f"<div><small>{e(str(view['waiting']))}</small></div>")
     progress = view.get("progress") or []
     if len(progress) >= 2:
         done, total = progress[0], progress[1]

@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 from flame_jupyter.display.bundles import PLAIN_CHARS, result_info, rich_bundle, trim_bundle
 from flame_jupyter.display.protocol import ViewedFuture
-from flame_jupyter.display.states import CANCELLED, DONE, FAILED
+from flame_jupyter.display.states import CANCELLED, DONE, FAILED, QUEUED
 from flame_jupyter.display.terminal import squeeze
 
 OUTPUT_TAIL_CHARS = 6_000  # stdout/stderr kept in a view (the tail)
@@ -44,6 +44,7 @@ class FutureView(TypedDict):
     error_message: str
     error_traceback: str
     cancel_requested: bool
+    waiting: str  # what a queued call waits for ("queued behind 2 calls"), else ""
 
 
 FUTURE_VIEW_KEYS: tuple[str, ...] = tuple(FutureView.__annotations__)
@@ -90,6 +91,7 @@ def future_view(
         "error_message": "",
         "error_traceback": "",
         "cancel_requested": bool(future.cancel_requested),
+        "waiting": str(future.known_waiting or "") if state == QUEUED else "",
     }
     if state == DONE:
         preview = future.preview

@@ -58,6 +58,10 @@ class ViewedFuture(Protocol):
     def cancel_requested(self) -> bool: ...
 
     @property
+    def known_waiting(self) -> str | None:
+        """What a queued call waits for, as last seen (never asks Flame), else None."""
+
+    @property
     def streams_closed(self) -> bool: ...
 
     def done(self) -> bool: ...

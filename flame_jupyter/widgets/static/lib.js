@@ -95,10 +95,11 @@ function renderFuture(model, el) {
   const label = h("span", "fj-label");
   const elapsed = h("span", "fj-elapsed");
   const where = h("span", "fj-where");
+  const waiting = h("span", "fj-waiting fj-muted");
   const cancel = h("button", "fj-cancel", "Cancel");
   cancel.type = "button";
   cancel.title = "Cancel this task on Flame";
-  head.append(badge, label, elapsed, where, cancel);
+  head.append(badge, label, elapsed, waiting, where, cancel);
   const prog = h("div", "fj-progress");
   const track = h("div", "fj-progress-track");
   const bar = h("div", "fj-progress-bar");
@@ -134,7 +135,7 @@ function renderFuture(model, el) {
     const s = model.get(F.state);
     const e = live ? base + (performance.now() - baseAt) / 1000 : base;
     elapsed.textContent = seconds(e, live);
-    elapsed.title = s === S.QUEUED ? "waiting for an executor" : "since submission";
+    elapsed.title = s === S.QUEUED ? model.get(F.waiting) || "waiting for an executor" : "since submission";
   };
 
   function update() {
@@ -155,6 +156,8 @@ function renderFuture(model, el) {
     if (model.get(F.task_id)) parts.push("task " + model.get(F.task_id));
     if (model.get(F.session_id)) parts.push("session " + model.get(F.session_id));
     where.textContent = parts.join(" · ");
+    waiting.textContent = s === S.QUEUED ? model.get(F.waiting) || "" : "";
+    waiting.hidden = !waiting.textContent;
     cancel.hidden = terminal;
     if (!terminal && model.get(F.cancel_requested)) { cancel.disabled = true; cancel.textContent = "Cancelling…"; }
 

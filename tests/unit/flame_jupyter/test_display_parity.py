@@ -76,7 +76,7 @@ def state_literals(text: str) -> set[str]:
 # -- the rules on the project --------------------------------------------------------------------------
 def test_future_view_keys_are_the_widget_traits_and_the_js_reads() -> None:
     assert SNAPSHOT_KEYS == FUTURE_VIEW_KEYS == tuple(FutureView.__annotations__)
-    assert len(FUTURE_VIEW_KEYS) == 20  # + "bound" (-o names), "echoed" (a blocking cell's output)
+    assert len(FUTURE_VIEW_KEYS) == 21  # + "bound" (-o names), "echoed" (a blocking cell's output), "waiting"
     assert (
         parity(FUTURE_VIEW_KEYS, widget_fields(FutureWidget), js_fields(LIB, "F"), FUTURE_FIELDS_NOT_DRAWN)
         == []
