@@ -27,6 +27,9 @@ _PROBE_NODES = 256
 
 _SMALL = (bool, int, float, complex, type(None))
 
+#: Items of a long list or tuple looked at; the rest are taken to be like them.
+_SAMPLE = 32
+
 
 def _estimate(value: Any, budget: list[int]) -> int:
     """A lower-cost guess of a value's data size: arrays, bytes, frames and containers of them."""
@@ -34,7 +37,7 @@ def _estimate(value: Any, budget: list[int]) -> int:
     if budget[0] < 0:
         return LARGE_THRESHOLD  # too many nodes to look at: let the pickle decide
     if isinstance(value, _SMALL):
-        return 0
+        return 8
     if isinstance(value, (bytes, bytearray, str, memoryview)):
         return len(value) if not isinstance(value, memoryview) else value.nbytes
     nbytes = getattr(value, "nbytes", None)
@@ -44,6 +47,8 @@ def _estimate(value: Any, budget: list[int]) -> int:
         return LARGE_THRESHOLD  # frames and series hold object columns nbytes does not count
     if isinstance(value, dict):
         return sum(_estimate(k, budget) + _estimate(v, budget) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and len(value) > _SAMPLE:  # a map chunk's many outcomes
+        return sum(_estimate(v, budget) for v in value[:_SAMPLE]) * len(value) // _SAMPLE
     if isinstance(value, (list, tuple, set, frozenset)):
         return sum(_estimate(v, budget) for v in value)
     return sys.getsizeof(value) if not hasattr(value, "__dict__") else _estimate(vars(value), budget)
