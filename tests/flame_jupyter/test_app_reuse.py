@@ -17,7 +17,9 @@ from tests.kernel_helpers import KernelSession
 
 
 def _apps_of(pid: int) -> list[str]:
-    return sorted(a.name for a in flamepy.list_applications() if f"-{pid}-" in a.name and a.name.startswith("fj-"))
+    return sorted(
+        a.name for a in flamepy.list_applications() if f"-{pid}-" in a.name and a.name.startswith("fj-")
+    )
 
 
 def test_the_default_name_is_one_per_process_and_environment() -> None:

@@ -52,7 +52,9 @@ def test_a_burst_keeps_each_calls_result_error_and_output(tmp_path: Path, script
     assert out[-1] == "ok 257 bad 43 batched True coalesced True", out
 
 
-def test_cancel_of_a_waiting_call_and_of_a_call_in_a_sent_batch(tmp_path: Path, script_env: dict[str, str]) -> None:
+def test_cancel_of_a_waiting_call_and_of_a_call_in_a_sent_batch(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     marks = tmp_path / "ran"
     marks.mkdir()
     out = run_script(
