@@ -2,17 +2,19 @@
 
 The execution object is :data:`flame_jupyter.remote.run_payload`; each cell travels as the task's
 argument. A named ``session`` keeps one instance (``max_instances=1``) and one namespace there,
-so cells can build on each other's remote state.
+so cells can build on each other's remote state; its loss is told as an instance service's is
+(:mod:`flame_jupyter.live_state`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flame_jupyter import _flamepy
+from flame_jupyter import _flamepy, live_state
 from flame_jupyter.capture import Captured
 from flame_jupyter.futures import ObjectFuture
 from flame_jupyter.registry import ServiceInfo, registry
+from flame_jupyter.remote.wire import EXPECT_KWARG
 from flame_jupyter.runner import Runner, flame_error, forget, launch
 
 
@@ -57,22 +59,27 @@ class CellService:
             raise flame_error(f"cannot start the cell service {name!r}", e) from None
         self.session_id = _flamepy.session_of(self._fp).id
         self.closed = False
+        self._live = live_state.LiveState() if session else None  # its namespace lives in its instance
         registry.add_service(
             ServiceInfo(name=name, kind="cell", app=runner.name, session_id=self.session_id, handle=self)
         )
 
     def run(self, captured: Captured, label: str = "cell") -> CellFuture:
-        return launch(
+        sent = self._live.expect() if self._live is not None else None
+        fut = launch(
             self._runner,
             self._fp,
             self._fp,
             (captured.execution_object, None),
-            {},
+            {} if sent is None else {EXPECT_KWARG: sent},
             service=self.name,
             label=label,
             action="cannot submit the cell",
             future_cls=CellFuture,
         )
+        if self._live is not None and sent is not None:
+            self._live.follow(fut, sent)
+        return fut
 
     def close(self) -> None:
         if not self.closed:

@@ -124,7 +124,7 @@ def _api_run_payload(payload: Any, env: Any = None, **kwargs: Any) -> Any:
     call = kwargs.pop(CALL_KWARG, None)
 
     def run(args: tuple[Any, ...], kw: dict[str, Any], env: Any) -> Any:
-        return payload(**({ENV_KWARG: env} if env is not None else {}))
+        return payload(**({ENV_KWARG: env} if env is not None else {}), **kwargs)  # a session's expect
 
     return guarded(call, run, (), {}, env)
 

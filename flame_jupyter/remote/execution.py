@@ -133,6 +133,10 @@ class RemoteFunction:
             self._flame_target = _load_body(state, rec)
         target = self._flame_target
         if state["kind"] == "cell":
+            session = str(state.get("id", "")).removeprefix("session:")
+            check_expect(
+                rec, kwargs.pop(EXPECT_KWARG, None), "this session's", f"the namespace of session {session!r}"
+            )
             return run_call(_run_cell, (target, rec), {}, env)
         method = kwargs.pop(METHOD_KWARG, None)
         args, kwargs = _decode_args(rec, args, kwargs)
@@ -200,15 +204,7 @@ class RemoteInstance:
 
     def _flame_check(self, expect: Any) -> None:
         """Refuse a call that expects state this instance does not hold (see :class:`.wire.Expect`)."""
-        if expect is None:  # not sent by a kernel's Service (a nested call): nothing to check
-            return
-        want = Expect(*expect)
-        d = self.__dict__
-        held = d["_flame_epoch"]
-        if want.ran and held != want.epoch:
-            raise RuntimeError(STATE_LOST.format(name=d["__name__"], ran=want.ran))
-        if held is None or want.epoch > held:
-            d["_flame_epoch"] = want.epoch
+        check_expect(self.__dict__, expect, "this service's", self.__dict__["__name__"])
 
     def _flame_load(self, env: Any = None) -> tuple[dict[str, Any], Any]:
         state = self.__dict__["_flame_state"]
@@ -256,15 +252,28 @@ class RemoteInstance:
         return "<flame_jupyter remote instance of {}>".format(self.__dict__["_flame_state"].get("name"))
 
 
-#: A call refused by a new instance (:meth:`RemoteInstance._flame_check`); the kernel reads
-#: "state was lost because" (as in the embedded runtime's message) to start a new epoch.
+#: A call refused by a new instance (:func:`check_expect`); the kernel reads "state was lost
+#: because" (as in the embedded runtime's message) to start a new epoch.
 STATE_LOST = (
-    "flame_jupyter: this service's state was lost because the instance that kept {name} ended "
-    "(its process exited, was killed or ran out of memory, or Flame lost its executor): the object "
-    "lives only in its instance, and at least {ran} earlier call(s) changed it there. This call did "
-    "not run; calls made after this error run on a new copy of {name} as it was when the service "
-    "started. Rebuild the state you need (or open a new service)"
+    "flame_jupyter: {whose} state was lost because the instance that kept {what} ended (its "
+    "process exited, was killed or ran out of memory, or Flame lost its executor): it lives only "
+    "in its instance, and at least {ran} earlier call(s) changed it there. This call did not run; "
+    "calls made after this error start again from {what} as it was at the start. Rebuild the state "
+    "you need"
 )
+
+
+def check_expect(holder: dict[str, Any], expect: Any, whose: str, what: str) -> None:
+    """Refuse a call that expects live state ``holder`` (an instance's object, a session's
+    namespace) does not hold: :class:`.wire.Expect` changes made on an instance that is gone."""
+    if expect is None:  # not sent by the kernel's service (a nested call): nothing to check
+        return
+    want = Expect(*expect)
+    held = holder.get("_flame_epoch")
+    if want.ran and held != want.epoch:
+        raise RuntimeError(STATE_LOST.format(whose=whose, what=what, ran=want.ran))
+    if held is None or want.epoch > held:
+        holder["_flame_epoch"] = want.epoch
 
 
 class _InitDescriptor:
