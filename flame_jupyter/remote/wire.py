@@ -61,9 +61,10 @@ LARGE_RESOLVER = "resolve_large"
 #: service: without it the instance itself is called).
 METHOD_KWARG = "__flame_method__"
 
-#: Keyword argument of each call to an instance service: what the kernel knows of the object's
-#: live state, an :class:`Expect` sent as a plain tuple. The object lives only in its instance;
-#: an instance that does not hold the state the call expects refuses it (``remote/execution.py``).
+#: Keyword argument of each call to an instance service (and of each ``%%flame --session`` cell):
+#: what the kernel knows of the live state, an :class:`Expect` sent as a plain tuple. The state
+#: lives only in its instance; one that does not hold what the call expects refuses it
+#: (``remote/execution.py`` ``check_expect``).
 EXPECT_KWARG = "__flame_expect__"
 
 
