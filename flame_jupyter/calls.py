@@ -44,6 +44,14 @@ def _cache_storage() -> str:
     return getattr(runtime, "cache_storage", "") if runtime is not None else ""
 
 
+def cancel_request(grace: float | None = None) -> wire.CancelRequest:
+    """The value of a cancel object (``grace``: see :class:`~flame_jupyter.remote.wire.CancelRequest`)."""
+    value: wire.CancelRequest = {"cancel": True}
+    if grace is not None:
+        value["grace"] = float(grace)
+    return value
+
+
 class CallChannel:
     """One call's stream and cancel keys, and what has been read of the stream so far."""
 
@@ -71,16 +79,16 @@ class CallChannel:
             info["storage"] = storage
         return {CALL_KWARG: info}
 
-    def request_cancel(self) -> None:
-        """Create the cancel object; the executor interrupts the call when it sees it."""
+    def request_cancel(self, grace: float | None = None) -> None:
+        """Create the cancel object; the executor interrupts the call when it sees it (and
+        abandons code stuck in C after ``grace`` seconds, default its own 3 s)."""
         from flamepy.core import ObjectRef, update_object
 
         if self.cancel_sent_at is not None:
             return
         self.cancel_sent_at = time.time()
-        update_object(
-            ObjectRef(endpoint=self.cache_endpoint, key=self.cancel_key, version=0), {"cancel": True}
-        )
+        value = cancel_request(grace)
+        update_object(ObjectRef(endpoint=self.cache_endpoint, key=self.cancel_key, version=0), value)
 
     def poll(self) -> list[Any]:
         """New records since the last poll ([] when the call has written none yet).

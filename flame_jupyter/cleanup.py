@@ -32,12 +32,17 @@ from typing import Any
 
 from flame_jupyter import identity
 from flame_jupyter.errors import FlameJupyterError
+from flame_jupyter.future_state import state_of
 
 #: Seconds a cleanup waits in all for cancelled tasks to end before it reports them.
 CLOSE_TIMEOUT = 10.0
 #: Seconds the exit-time cleanup takes at most: jupyter_client kills a kernel 5 s after asking it
 #: to shut down (``shutdown_wait_time``; SIGTERM at half of it, which the cleanup defers).
 EXIT_BUDGET = 4.0
+#: At exit, a cancelled call's code gets this long to stop before the executor abandons it (its
+#: task ends at once, so Flame lets the session close); otherwise the executor's own 3 s.
+EXIT_CANCEL_GRACE = 0.2
+_cancel_grace: float | None = None  # EXIT_CANCEL_GRACE once the exit cleanup runs
 _CANCEL_ID = re.compile(rb"fj-([0-9a-f]{1,64})-cancel")
 
 
@@ -99,6 +104,8 @@ def cancel_running_tasks(session_id: str, app: str, already: set[str]) -> None:
     from flamepy.core.client import get_session
     from flamepy.core.types import TaskState
 
+    from flame_jupyter.calls import cancel_request
+
     endpoint = _cache_endpoint()
     if endpoint is None:
         return
@@ -115,7 +122,7 @@ def cancel_running_tasks(session_id: str, app: str, already: set[str]) -> None:
                 continue
             already.add(key)
             try:
-                update_object(ObjectRef(endpoint=endpoint, key=key, version=0), {"cancel": True})
+                update_object(ObjectRef(endpoint=endpoint, key=key, version=0), cancel_request(_cancel_grace))
             except Exception:  # noqa: BLE001 - as above
                 pass
 
@@ -128,6 +135,8 @@ def close_sessions(
 
     for fut in futures:
         try:
+            if _cancel_grace is not None and not fut.done():
+                state_of(fut).request_cancel(_cancel_grace)  # then fut.cancel() sends no other
             fut.cancel()
         except Exception:  # noqa: BLE001 - the session close below says what stays open
             pass
@@ -360,11 +369,13 @@ def sigterm_ignored() -> Iterator[None]:
 
 @atexit.register
 def _close_open_runners() -> None:
-    """Close every Runner still open within :data:`EXIT_BUDGET` s in all, SIGTERM ignored;
-    say what failed (never raise at exit)."""
+    """Close every Runner still open within :data:`EXIT_BUDGET` s in all, SIGTERM ignored and
+    cancelled code abandoned after :data:`EXIT_CANCEL_GRACE`; say what failed (never raise)."""
+    global _cancel_grace
     runners = [r for r in list(_open_runners) if not getattr(r, "closed", True)]
     if not runners:
         return
+    _cancel_grace = EXIT_CANCEL_GRACE
     deadline = time.monotonic() + EXIT_BUDGET
     with sigterm_ignored():
         for runner in runners:

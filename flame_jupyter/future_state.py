@@ -115,10 +115,14 @@ class FutureState:
         self.finished_at = finished_at
         self.state = state  # last: a reader that sees a terminal state sees its error and times
 
-    def request_cancel(self) -> None:
+    def request_cancel(self, grace: float | None = None) -> None:
         self.cancel_requested = True
-        if self.call is not None:
+        if self.call is None:
+            return
+        if grace is None:
             self.call.request_cancel()
+        else:
+            self.call.request_cancel(grace)
 
     def add_output(self, stream: str, text: str) -> None:
         """Keep ``text``; past ``OUTPUT_LIMIT`` characters in all, the oldest are dropped (whole

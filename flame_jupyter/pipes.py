@@ -300,12 +300,12 @@ class WaitingChannel(CallChannel):
     pipe: CallPipe | None = None
     waiting: Waiting | None = None
 
-    def request_cancel(self) -> None:
+    def request_cancel(self, grace: float | None = None) -> None:
         pipe, waiting = self.pipe, self.waiting
         if pipe is not None and waiting is not None and pipe.cancel_waiting(waiting):
             return
         first = self.cancel_sent_at is None
-        super().request_cancel()
+        super().request_cancel(grace)
         if first and waiting is not None and waiting.batch_cancel is not None:
             from flamepy.core import ObjectRef, update_object
 

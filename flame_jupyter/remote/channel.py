@@ -30,6 +30,7 @@ from .wire import (
     ENV_KWARG,
     STREAM_FORMAT,
     CallInfo,
+    CancelRequest,
     CancelSeen,
     Display,
     Output,
@@ -233,8 +234,8 @@ class _CallChannel(OutputBuffer):
             elapsed = time.monotonic() - self.started
             if self.info.get("cancel") and elapsed >= next_cancel_check and not self.cancelled:
                 next_cancel_check = elapsed + CANCEL_POLL_EVERY
-                if self._cancel_requested():
-                    self._interrupt()
+                if (request := self._cancel_request()) is not None:
+                    self._interrupt(float(request.get("grace", CANCEL_GRACE)))
             if self.done.wait(FLUSH_EVERY):
                 return
 
@@ -270,27 +271,26 @@ class _CallChannel(OutputBuffer):
             return False
         if isinstance(submitted, (int, float)) and 0 <= time.time() - submitted < CANCEL_CHECK_AFTER:
             return False
-        return self._cancel_requested()
+        return self._cancel_request() is not None
 
-    def _cancel_requested(self) -> bool:
+    def _cancel_request(self) -> CancelRequest | None:
         from flamepy.core import ObjectRef, get_object
 
         try:
-            get_object(ObjectRef(endpoint=self._cache_endpoint(), key=self.info["cancel"], version=0))
-            return True
+            value = get_object(ObjectRef(endpoint=self._cache_endpoint(), key=self.info["cancel"], version=0))
         except Exception:  # noqa: BLE001 - not found (the usual case) or unreachable
-            return False
+            return None
+        return value if isinstance(value, dict) else {"cancel": True}  # any value means cancel
 
-    def _interrupt(self) -> None:
-        """Raise :class:`Cancelled` in the call's code; code stuck in C past ``CANCEL_GRACE`` is
-        abandoned: the call ends cancelled now and the instance serves on (never ends itself)."""
+    def _interrupt(self, grace: float = CANCEL_GRACE) -> None:
+        """Raise :class:`Cancelled` in the call; code stuck in C ``grace`` s later is abandoned (ends now)."""
         self.cancelled = True
         self.add(CancelSeen("cancel", _now()))
         job = self.job
         if job is None:
             return
         interrupt(job, Cancelled)
-        if not self.done.wait(CANCEL_GRACE):
+        if not self.done.wait(max(0.0, grace)):
             abandon(job, f"{self.name} (call {self.info.get('id')}, cancelled {time.strftime('%H:%M:%S')})")
 
     def finish(self, result: Any = None, failed: bool = False) -> None:

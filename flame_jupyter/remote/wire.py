@@ -161,6 +161,13 @@ class CallInfo(_CallKeys, total=False):
     storage: str  # the embedded runtime's cache.storage dir (same host): large results go there as files
 
 
+class CancelRequest(TypedDict, total=False):
+    """The value of a call's ``cancel`` object, which the client creates to cancel the call."""
+
+    cancel: bool  # always True
+    grace: float  # seconds the code gets to stop before it is abandoned (absent: the executor's 3 s)
+
+
 class StreamHeader(TypedDict):
     """The base of a call's stream object (its patches are lists of records)."""
 

@@ -17,6 +17,7 @@ it (the executor manager asks this to learn whether a watch comes from an instan
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import socket
@@ -102,7 +103,9 @@ _NETLINK_SOCK_DIAG = 4
 _INET_DIAG_NOCOOKIE = 0xFFFFFFFF
 
 
+@functools.lru_cache(maxsize=64)
 def _addr_bytes(family: int, host: str) -> bytes:
+    """``host`` as the 16 bytes of an ``inet_diag_sockid`` address of ``family`` (pure: cached)."""
     addr = ipaddress.ip_address(host)
     if family == socket.AF_INET6 and isinstance(addr, ipaddress.IPv4Address):
         addr = ipaddress.IPv6Address("::ffff:" + host)
@@ -116,7 +119,9 @@ def _addr_bytes(family: int, host: str) -> bytes:
 def diag_socket(host: str, port: int, server_host: str, server_port: int) -> tuple[int, int] | None:
     """``(uid, inode)`` of the TCP socket ``host:port`` -> ``server_host:server_port``, by an exact
     ``NETLINK_SOCK_DIAG`` lookup (one socket, in microseconds; /proc/net/tcp lists them all)."""
-    for family in (socket.AF_INET6, socket.AF_INET):
+    # An IPv4 peer of a server bound to an IPv4 address has an AF_INET socket: ask for that first.
+    families = (socket.AF_INET, socket.AF_INET6) if ":" not in host else (socket.AF_INET6, socket.AF_INET)
+    for family in families:
         try:
             src, dst = _addr_bytes(family, host), _addr_bytes(family, server_host)
         except ValueError:

@@ -73,6 +73,13 @@ def call_samples() -> dict[str, Any]:
         calls._cache_storage = storage
 
 
+def cancel_samples() -> dict[str, Any]:
+    """A cancel object's value as the kernel's exit cleanup writes it (with ``grace``)."""
+    from flame_jupyter import calls
+
+    return {"cancel_request.pkl": calls.cancel_request(0.2)}
+
+
 def batch_samples() -> dict[str, Any]:
     """Two queued calls of ``score`` sent as one task (kernel: :mod:`flame_jupyter.pipes`)."""
     from flame_jupyter.calls import CallChannel
@@ -234,6 +241,7 @@ def main() -> None:
     for name, value in {
         **payload_samples(),
         **call_samples(),
+        **cancel_samples(),
         **batch_samples(),
         **instance_samples(),
         **record_samples(),

@@ -98,6 +98,15 @@ def test_call_info_is_what_the_kernel_sends_today() -> None:
         assert saved[wire.CALL_KWARG][key].startswith("golden-app/golden-session/")
 
 
+def test_a_saved_cancel_request_is_what_the_kernel_writes_and_the_executor_reads() -> None:
+    from flame_jupyter.remote.channel import CANCEL_GRACE
+
+    saved = load("cancel_request.pkl")
+    assert saved == generate.cancel_samples()["cancel_request.pkl"] == {"cancel": True, "grace": 0.2}
+    assert set(saved) == set(wire.CancelRequest.__annotations__)
+    assert float(saved.get("grace", CANCEL_GRACE)) == 0.2  # as remote/channel.py reads it
+
+
 def test_a_batch_is_what_the_kernel_sends_and_the_executor_runs() -> None:
     saved = load("batch_call.pkl")[wire.CALL_KWARG]
     assert wire.is_batch(saved) and set(saved) == keys(wire.BatchCall)[1]
