@@ -147,10 +147,10 @@ class Runner:
             obj if isinstance(obj, Captured) else self.capturer.capture(obj, snapshot=snapshot, name=name)
         )
         try:
-            options = {"autoscale": autoscale, "warmup": warmup}
+            options, served = {"autoscale": autoscale, "warmup": warmup}, captured.execution_object
             if captured.kind == "instance":  # kept live in one instance (flame_jupyter/live_state.py)
-                options = live_state.registration(autoscale, warmup)
-            fp = self._runner.service(captured.execution_object, **options, resreq=resources)
+                options, served = live_state.registration(autoscale, warmup), captured.live_object
+            fp = self._runner.service(served, **options, resreq=resources)
         except Exception as e:
             raise flame_error(f"cannot start service {name or captured.name!r}", e) from None
         svc = Service(self, captured, fp, name or captured.name)

@@ -36,6 +36,7 @@ from typing import Any
 
 from flame_jupyter.remote import (
     ENV_KWARG,
+    LiveInstance,
     RemoteFunction,
     RemoteInstance,
     make_header,
@@ -157,6 +158,7 @@ class Captured:
             self.execution_object: Any = make_remote_class(state)
         elif self.kind == "instance":
             self.execution_object = RemoteInstance(state)
+            self.live_object: Any = LiveInstance(state)  # what flame_jupyter's own services serve
         else:
             self.execution_object = RemoteFunction(state)
 

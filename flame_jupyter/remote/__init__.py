@@ -35,7 +35,7 @@ from .channel import (
     progress,
     run_payload,
 )
-from .execution import RemoteFunction, RemoteInstance, _build, make_remote_class, run_call
+from .execution import LiveInstance, RemoteFunction, RemoteInstance, _build, make_remote_class, run_call
 from .namespace import apply_env
 from .pickling import Dumper, Loader, array_digest, bytes_digest, cheap_digest, class_for_tracker_id
 from .reprs import mime_bundle
@@ -56,6 +56,7 @@ __all__ = [
     "RemoteFailure",
     "RemoteFunction",
     "RemoteInstance",
+    "LiveInstance",
     "State",
     "_boot_fn",
     "_build",

@@ -153,16 +153,15 @@ _UNLOADED = object()
 
 
 class RemoteInstance:
-    """A captured object, served live: its one instance keeps it between calls, as a Ray actor.
+    """A captured object, served as flamepy serves an instance (a stateful service).
 
-    flamepy sees a callable and serves a function service (not stateful: runpy neither reloads
-    nor re-saves it around calls); the kernel registers it with one fixed instance. Each call
-    names its method (:data:`METHOD_KWARG`) and the state it expects (:data:`EXPECT_KWARG`); a
-    new instance, which holds only the object as it was captured, refuses a call that expects
-    changes made on an instance that is gone (:meth:`_flame_check`). A failing call leaves the
-    object as the method left it. ``dir()`` lists the wrapped object's public methods; attribute
-    access delegates to it once loaded.
+    ``dir()`` lists the wrapped object's public methods, which flamepy serves; attribute access
+    delegates to the object once loaded. Pickling gives the object's current state, so with
+    plain flamepy (runpy saves a stateful service after each call and reloads it before the
+    next) changes survive between calls. flame_jupyter's own services serve :class:`LiveInstance`.
     """
+
+    _flame_kind = "instance"
 
     def __init__(self, state: PayloadState) -> None:
         d = self.__dict__
@@ -172,17 +171,6 @@ class RemoteInstance:
         d["__name__"] = state.get("name") or "instance"
         if state.get("session_context") is not None:
             d["_session_context"] = state["session_context"]
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        env = kwargs.pop(ENV_KWARG, None)
-        call = kwargs.pop(CALL_KWARG, None)
-        return guarded_call(call, self._flame_dispatch, args, kwargs, env)
-
-    def _flame_dispatch(self, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
-        name = kwargs.pop(METHOD_KWARG, None)
-        if name is None:
-            raise TypeError(f"{self!r} is not callable: call one of its methods")
-        return self._flame_run(name, kwargs.pop(EXPECT_KWARG, None), args, kwargs, env)
 
     def _flame_invoke(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """A method called by name (flamepy's ``RunnerRequest.method``: nested calls)."""
@@ -246,10 +234,35 @@ class RemoteInstance:
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
             state = dict(state, body=body, env=rec["env"] or state.get("env"), refs=dict(rec["refs"]))
-        return (_boot_fn(), ("instance", state))
+        return (_boot_fn(), (self._flame_kind, state))
 
     def __repr__(self) -> str:
         return "<flame_jupyter remote instance of {}>".format(self.__dict__["_flame_state"].get("name"))
+
+
+class LiveInstance(RemoteInstance):
+    """A captured object, served live: its one instance keeps it between calls, as a Ray actor.
+
+    flamepy sees a callable and serves a function service (not stateful: runpy neither reloads
+    nor re-saves it around calls); the kernel registers it with one fixed instance. Each call
+    names its method (:data:`METHOD_KWARG`) and the state it expects (:data:`EXPECT_KWARG`); a
+    new instance, which holds only the object as it was captured, refuses a call that expects
+    changes made on an instance that is gone (:meth:`_flame_check`). A failing call leaves the
+    object as the method left it.
+    """
+
+    _flame_kind = "live"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        env = kwargs.pop(ENV_KWARG, None)
+        call = kwargs.pop(CALL_KWARG, None)
+        return guarded_call(call, self._flame_dispatch, args, kwargs, env)
+
+    def _flame_dispatch(self, args: tuple[Any, ...], kwargs: dict[str, Any], env: Any) -> Any:
+        name = kwargs.pop(METHOD_KWARG, None)
+        if name is None:
+            raise TypeError(f"{self!r} is not callable: call one of its methods")
+        return self._flame_run(name, kwargs.pop(EXPECT_KWARG, None), args, kwargs, env)
 
 
 #: A call refused by a new instance (:func:`check_expect`); the kernel reads "state was lost
@@ -372,6 +385,8 @@ def _build(kind: str, state: Any) -> Any:
         return RemoteFunction(state)
     if kind == "instance":
         return RemoteInstance(state)
+    if kind == "live":
+        return LiveInstance(state)
     if kind == "init":
         return _InitDescriptor(state)
     if kind == "stub":

@@ -330,7 +330,7 @@ def instance_call(captured: Any, method: str, *args: Any, expect: tuple[int, int
 
 def instance_context(captured: Any) -> bytes:
     """An instance service's common data as ``Runner.service`` registers it."""
-    ctx = RunnerContext(execution_object=captured.execution_object, **live_state.registration(None, 0))
+    ctx = RunnerContext(execution_object=captured.live_object, **live_state.registration(None, 0))
     assert (ctx.stateful, ctx.autoscale, ctx.min_instances, ctx.max_instances) == (False, False, 1, 1)
     return cloudpickle.dumps(ctx, protocol=cloudpickle.DEFAULT_PROTOCOL)
 
@@ -709,3 +709,15 @@ def test_missing_package_on_executor_is_explained(capturer: Capturer, store: Any
     assert err["type"] == "builtins.RuntimeError"
     assert err["message"].startswith("flame_jupyter: cannot load notebook global 'np' on this executor: ")
     assert "numpy" in err["message"] and err["message"].endswith("(install it on the executors)")
+
+
+def test_a_captured_instance_still_serves_plain_flamepy_as_a_stateful_instance(tmp_path: Path) -> None:
+    """``captured.execution_object`` (the capture API, used with plain flamepy's Runner) is an
+    instance with methods, stateful through runpy's save and reload; flame_jupyter's own
+    services serve ``captured.live_object``, a callable kept live in its instance."""
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(COUNTER + "\ncounter = Counter(10)\n", ns)
+    captured = Capturer(store=MemoryObjectStore()).capture(ns["counter"], ns=ns)
+    plain = RunnerContext(execution_object=captured.execution_object)
+    assert (plain.stateful, callable(captured.execution_object)) == (True, False)
+    assert "add" in dir(captured.execution_object) and callable(captured.live_object)

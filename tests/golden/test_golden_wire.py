@@ -135,7 +135,7 @@ def test_instance_call_keywords_are_what_the_kernel_sends_and_the_executor_reads
         "class Acc:\n    def __init__(self):\n        self.n = 0\n    def add(self, k):\n        self.n += k\n        return self.n\nacc = Acc()\n",
         ns,
     )
-    instance = Capturer(store=MemoryObjectStore()).capture(ns["acc"], ns=ns).execution_object
+    instance = Capturer(store=MemoryObjectStore()).capture(ns["acc"], ns=ns).live_object
     with pytest.raises(Exception, match="state was lost because"):  # a new instance: 3 calls ran elsewhere
         instance(5, **saved)
     assert instance(5, **dict(saved, **{wire.EXPECT_KWARG: (1, 0)})) == 5
