@@ -31,6 +31,7 @@ from flame_jupyter.future_state import FutureState
 from flame_jupyter.gather import as_completed, get, ref, select, wait  # re-exported
 from flame_jupyter.inline import inline_of
 from flame_jupyter.remote.wire import State
+from flame_jupyter.result_release import mark_shared
 
 REFRESH_EVERY = 0.2  # seconds between Flame checks when an unshown future's state is read
 
@@ -152,7 +153,7 @@ class ObjectFuture(_FlamepyObjectFuture):
             else:
                 from flame_jupyter.results import fetch
 
-                self._result = fetch(super().ref())
+                self._result = fetch(super().ref(), owner=self)
             self._result_loaded = True
             from flame_jupyter.display.figures import adopt_figures
 
@@ -162,6 +163,7 @@ class ObjectFuture(_FlamepyObjectFuture):
     def ref(self) -> Any:
         """The ObjectRef of the result (no download)."""
         __tracebackhide__ = True
+        mark_shared(self)  # whoever holds the ref may read the result's objects
         self._wait_or_cancel(None)
         if self._fs.error is not None:
             raise self._fs.error

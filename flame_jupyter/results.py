@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 from typing import Any
 
 from flame_jupyter.remote.bootstrap import PACKAGE_PREFIX
@@ -116,11 +117,34 @@ def resolve_large(fmt: int, endpoint: str, key: str, version: int, path: str = "
         table = _client(endpoint).do_get(flight.Ticket(f"{key}:0".encode())).read_all()
         parts = table_parts(table)
     stream, *buffers = parts
-    return loads(memoryview(stream), buffers)
+    value = loads(memoryview(stream), buffers)
+    objects = getattr(_resolving, "objects", None)
+    if objects is not None:
+        objects.append((endpoint, key))
+    return value
 
 
-def fetch(ref: Any) -> Any:
-    """The object behind an ``ObjectRef`` (results are single-row, patch-free objects)."""
+_resolving = threading.local()  # .objects: the large results' (endpoint, key) a fetch resolved
+
+
+def fetch(ref: Any, owner: Any = None) -> Any:
+    """The object behind an ``ObjectRef`` (results are single-row, patch-free objects). With an
+    ``owner`` future, the large results it held are deleted once that future is collected
+    unshared (:mod:`.result_release`)."""
+    if owner is None:
+        return _fetch(ref)
+    _resolving.objects = objects = []
+    try:
+        value = _fetch(ref)
+    finally:
+        _resolving.objects = None
+    from flame_jupyter.result_release import release_when_collected
+
+    release_when_collected(owner, objects)
+    return value
+
+
+def _fetch(ref: Any) -> Any:
     import pyarrow as pa
     import pyarrow.flight as flight
 

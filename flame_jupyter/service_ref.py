@@ -26,6 +26,7 @@ from flame_jupyter.map_items import ItemFuture
 from flame_jupyter.maps import MapFuture
 from flame_jupyter.remote.channel import RemoteAPI
 from flame_jupyter.remote.wire import NESTED_FORMAT, FlameEndpoints, FutureRef, ServiceRef, ValuesRef
+from flame_jupyter.result_release import mark_shared
 
 _capturing = threading.local()  # session ids whose globals are being captured right now
 
@@ -77,6 +78,7 @@ def register_service(cls: type) -> None:
 
 
 def _reduce_future(fut: ObjectFuture) -> tuple[Any, ...]:
+    mark_shared(fut)  # the executor reads its result (large parts included)
     ref = None
     if fut.done() and fut.error is None:
         ref = fut.ref().encode()

@@ -156,6 +156,26 @@ def test_large_values_round_trip_through_the_cache_file(tmp_path: Path, script_e
             print("file held", os.path.exists(paths[-1]), paths[-1].startswith(storage))
             print("writable", v.flags.writeable)
             print("nested", r.service(describe)(f).get() == describe(v))
+            import gc, time
+            held = paths[-1]
+            del f
+            gc.collect()
+            print("shared kept", os.path.exists(held))  # it was passed on: never released early
+            kept = r.service(echo)(np.arange(1 << 18))
+            kept.ref()
+            kept.get()
+            kept_path = paths[-1]
+            v = r.service(echo)(np.arange(1 << 18)).get()  # its future is gone at once
+            gone = paths[-1]
+            deadline = time.monotonic() + 20
+            while os.path.exists(gone) and time.monotonic() < deadline:
+                gc.collect()
+                time.sleep(0.05)
+            print("released", not os.path.exists(gone), int(v.sum()) == (1 << 18) * ((1 << 18) - 1) // 2)
+            del kept
+            gc.collect()
+            time.sleep(0.5)
+            print("ref kept", os.path.exists(kept_path))
         print("file after close", os.path.exists(paths[-1]))
         print("storage left", sorted(p for p, _, files in os.walk(storage) if files))
         fj.disconnect()
@@ -171,6 +191,9 @@ def test_large_values_round_trip_through_the_cache_file(tmp_path: Path, script_e
     assert "argument mmap True" in out  # the kernel's file of the argument, mapped the same way
     assert "mutated 1.0 1.0 0.0" in out  # each call's own copy
     assert "nested True" in out  # a large result passed on as an argument is read on the executor
+    assert "shared kept True" in out
+    assert "released True True" in out  # an unshared future's parts go once it is collected
+    assert "ref kept True" in out  # a future whose ref() was taken keeps them
     assert "file after close False" in out
     assert "storage left []" in out
 
