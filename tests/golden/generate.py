@@ -228,6 +228,44 @@ def failure_samples() -> dict[str, str]:
     }
 
 
+def large_samples() -> dict[str, bytes]:
+    """A large result's task output as the executor's bootstrapped package pickles it: a call of
+    ``<package>.large.resolve_large(LARGE_FORMAT, endpoint, key, version, path)`` (the package
+    named after a source hash: this one is made up, as any older executor's would be)."""
+    import types
+
+    from flame_jupyter.remote.bootstrap import PACKAGE_PREFIX
+    from flame_jupyter.remote.wire import LARGE_FORMAT, LARGE_RESOLVER
+
+    name = PACKAGE_PREFIX + "0123456789abcdef.large"
+    module = types.ModuleType(name)
+
+    def resolve(*args: Any) -> Any:
+        raise AssertionError("only pickled here")
+
+    resolve.__module__, resolve.__qualname__, resolve.__name__ = name, LARGE_RESOLVER, LARGE_RESOLVER
+    setattr(module, LARGE_RESOLVER, resolve)
+    args = (
+        LARGE_FORMAT,
+        "grpc://127.0.0.1:1",
+        "golden-app/golden-session/obj-1",
+        1,
+        "/golden/storage/obj-1.arrow",
+    )
+
+    class Output:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (resolve, args)
+
+    package = types.ModuleType(name.rpartition(".")[0])
+    package.large = module  # type: ignore[attr-defined]
+    sys.modules[package.__name__], sys.modules[name] = package, module
+    try:
+        return {"large_result.pkl": pickle.dumps(Output(), protocol=5)}
+    finally:
+        del sys.modules[name], sys.modules[package.__name__]
+
+
 def _check_plain(name: str, data: bytes) -> None:
     for _op, arg, _pos in pickletools.genops(data):
         if isinstance(arg, str) and "flame_jupyter" in arg and "." in arg and " " not in arg:
@@ -251,6 +289,8 @@ def main() -> None:
         (SAMPLES / name).write_bytes(data)
     for name, text in failure_samples().items():
         (SAMPLES / name).write_text(text, encoding="utf-8")
+    for name, raw in large_samples().items():  # names the executor's package: not plain data
+        (SAMPLES / name).write_bytes(raw)
     print(f"wrote {len(list(SAMPLES.iterdir()))} samples to {SAMPLES}")
 
 
