@@ -366,4 +366,9 @@ def _explain_lost_connection(text: str) -> str:
             f"lost the connection to Flame while waiting for this task ({text}): the runtime stopped or "
             "cannot be reached, so the task's outcome is unknown"
         )
+    if text.startswith("failed to create task") and any(s in text for s in _LOST):  # a batch's send
+        return (
+            f"lost the connection to Flame before this call was sent ({text}): the runtime stopped or "
+            "cannot be reached; the call did not run"
+        )
     return text

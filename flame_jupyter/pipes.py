@@ -219,8 +219,9 @@ class CallPipe:
         try:
             inner = batch[0].target(**{CALL_KWARG: header})
         except Exception as e:  # noqa: BLE001 - e.g. the session closed meanwhile: each call fails
+            error = decode_failure(e)  # a lost connection says so
             for w in batch:
-                _settle(w.inner, exc=e)
+                _settle(w.inner, exc=error)
             self._ended()
             return
         task_id = _flamepy.task_id_of(inner)

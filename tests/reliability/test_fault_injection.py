@@ -225,7 +225,14 @@ def test_runtime_sigkilled_with_tasks_in_flight_fails_them_all_within_seconds(
     assert result["states"] == ["failed"] * 20, result
     assert max(delays) < 5, delays
     for err in result["errors"]:
-        assert err.startswith("lost the connection to Flame while waiting for this task"), err
+        # A call sent alone was waiting for its task; one still queued in the kernel for a batch
+        # (flame_jupyter/pipes.py) was never sent.
+        assert err.startswith(
+            (
+                "lost the connection to Flame while waiting for this task",
+                "lost the connection to Flame before this call was sent",
+            )
+        ), err
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in instances), 10, "instances to die")
     report(
         "runtime-sigkilled-20-tasks",

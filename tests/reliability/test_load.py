@@ -103,7 +103,8 @@ def test_tasks_over_four_services_all_in_flight_at_once(tmp_path: Path, flame_ho
     try:
         script = tmp_path / "load.py"
         script.write_text(LOAD_CLIENT)
-        env = client_env(rp.client_env(), flame_home)
+        # Every call its own task, all in flight at once: the runtime's load, not the kernel's batching.
+        env = client_env(rp.client_env(), flame_home, FLAME_JUPYTER_COALESCE="0")
         base = {"runtime": rss_mb(rp.pid)}
         t = time.monotonic()
         proc = subprocess.Popen(
