@@ -120,6 +120,7 @@ def _serve_foreground(args: argparse.Namespace) -> int:
             "home": str(rt.home),
             "temp_home": args.home is None,
             "socket_dir": str(rt.socket_dir or ""),
+            "cache_storage": str(rt.cache_storage_dir),
         }
         if args.ready_file:
             write_json(Path(args.ready_file), info)

@@ -47,6 +47,7 @@ class RuntimeProcess:
     _proc: subprocess.Popen[bytes] | None = None
     temp_home: bool = False  # the runtime created its home (a temp dir) and removes it
     socket_dir: str = ""
+    storage_dir: str = ""  # the object cache's storage folder, as the runtime reported it
 
     @classmethod
     def start(
@@ -115,12 +116,13 @@ class RuntimeProcess:
             _proc=proc,
             temp_home=bool(info.get("temp_home", home is None)),
             socket_dir=str(info.get("socket_dir", "")),
+            storage_dir=str(info.get("cache_storage", "")),
         )
 
     @property
     def cache_storage(self) -> str:
-        """The object cache's storage directory (on this host only)."""
-        return os.path.join(self.home, CACHE_STORAGE_DIR)
+        """The object cache's storage directory (on this host only; tmpfs when there is one)."""
+        return self.storage_dir or os.path.join(self.home, CACHE_STORAGE_DIR)
 
     def client_env(self) -> dict[str, str]:
         return {"FLAME_ENDPOINT": self.endpoint, "FLAME_CACHE_ENDPOINT": self.cache_endpoint}

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from flame_local import shm_storage
 from flame_local.cache.server import CacheServer
 from flame_local.cache.storage import DiskStorage
 from flame_local.cache.store import CacheStore
@@ -59,6 +60,8 @@ class LocalRuntime:
             (self.home / sub).mkdir(exist_ok=True, mode=0o700)
             os.chmod(self.home / sub, 0o700)
         self._socket_dir: Path | None = None
+        #: The object cache's storage folder (Flame's ``cache.storage``): on tmpfs when there is one
+        self.cache_storage_dir: Path = self.home / CACHE_STORAGE_DIR
         self._server: FrontendServer | None = None
         self._cache: CacheServer | None = None
         self.cache_store = CacheStore(
@@ -82,6 +85,7 @@ class LocalRuntime:
         s = self.settings
         raise_fd_limit()
         steady_malloc()
+        self.cache_storage_dir = shm_storage.storage_dir(self.home / CACHE_STORAGE_DIR)
         try:
             cache_check = frontend_check = None
             if not s.allow_other_users:
@@ -95,7 +99,7 @@ class LocalRuntime:
                 host=s.host,
                 port=s.cache_port,
                 peer_check=cache_check,
-                storage=DiskStorage(self.home / CACHE_STORAGE_DIR),
+                storage=DiskStorage(self.cache_storage_dir),
             )
             self._cache.start()
             self.cache_endpoint = self._cache.endpoint
@@ -159,7 +163,8 @@ class LocalRuntime:
         if self._cache is not None:
             self._cache.stop()
         self.cache_store.clear()  # and its spill files
-        DiskStorage(self.home / CACHE_STORAGE_DIR).close()  # and files never read
+        DiskStorage(self.cache_storage_dir).close()  # and files never read
+        shm_storage.remove(self.cache_storage_dir)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._temp_home:
@@ -172,6 +177,11 @@ class LocalRuntime:
         self.stop()
 
     # -- helpers -------------------------------------------------------------------------------------
+    @property
+    def cache_storage(self) -> str:
+        """The object cache's storage folder (on this host only), as ``RuntimeProcess`` reports it."""
+        return str(self.cache_storage_dir)
+
     def client_env(self) -> dict[str, str]:
         """Environment variables that point flamepy at this runtime."""
         return {"FLAME_ENDPOINT": self.endpoint, "FLAME_CACHE_ENDPOINT": self.cache_endpoint}

@@ -7,6 +7,7 @@ does exactly that); the cache then holds it, memory-mapped, and deleting it dele
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,18 @@ def test_flamepy_put_object_with_a_cache_storage(
     assert get_object(ref).equals(table)
     delete_objects("app/ssn")
     assert not list((tmp_path / "storage" / "app" / "ssn").glob("*.arrow"))
+
+
+def test_the_runtimes_storage_is_on_tmpfs_and_goes_with_it(flame_home: Path) -> None:
+    from flame_local import LocalRuntime, shm_storage
+
+    rt = LocalRuntime(max_instances=1).start()
+    try:
+        storage = Path(rt.cache_storage)
+        assert storage.is_dir()
+        if shm_storage._is_tmpfs(shm_storage.SHM):  # where large results are written at memory speed
+            assert storage.parent == shm_storage.parent() and storage.name.startswith(f"fls-{os.getpid()}-")
+        (storage / "leftover.arrow").write_bytes(b"x")
+    finally:
+        rt.stop()
+    assert not storage.exists() or storage == rt.home / "storage"
