@@ -169,14 +169,22 @@ def put_file(storage: str, prefix: str, table: Any) -> tuple[str, str, int, str]
         return None
     app, session = prefix.split("/", 1)
     folder = os.path.join(storage, app, session)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
     object_id = str(uuid.uuid4())
     path = os.path.join(folder, object_id + ".arrow")
     meta = {"flame.cache.format": "arrow-table-v1", "flame.cache.version": "1"}
     table = table.replace_schema_metadata({**meta, "flame.cache.logical_type": "pyarrow.table"})
-    with pa.OSFile(path + ".part", "wb") as f, pa.ipc.new_file(f, table.schema) as writer:
-        writer.write_table(table)
-    os.rename(path + ".part", path)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        with pa.OSFile(path + ".part", "wb") as f, pa.ipc.new_file(f, table.schema) as writer:
+            writer.write_table(table)
+        os.rename(path + ".part", path)
+    except OSError:  # e.g. a full tmpfs: nothing left behind, the value goes over Flight
+        for leftover in (path + ".part", path):
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
+        return None
     key = f"{prefix}/{object_id}"
     try:
         info = _flight(FlameContext().cache.endpoint).get_flight_info(flight.FlightDescriptor.for_path(key))
