@@ -22,6 +22,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from flame_local.process import pid_alive
+
 log = logging.getLogger(__name__)
 
 SHM = Path("/dev/shm")
@@ -71,22 +73,12 @@ def storage_dir(fallback: Path, shm: Path = SHM) -> Path:
     return fallback
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep(top: Path) -> list[Path]:
     """Remove the storage folders in ``top`` whose runtime (the pid in the name) has died."""
     removed = []
     for entry in top.glob(f"{PREFIX}*"):
         pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         try:
             if _own_private(entry):
